@@ -1,0 +1,73 @@
+"""The ``difffit-screen`` command line: thin argument parsing that calls the package.
+
+Each sub-command is registered by an ``_add_<name>`` function below and runs a ``_run_<name>``
+handler; bad input (:class:`~difffit_screen.errors.InputError`) is printed as one line naming the
+file and the problem, with exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+from .errors import InputError
+
+log = logging.getLogger("difffit_screen")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser of all sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="difffit-screen",
+        description="Fit and rank atomic structures in a cryo-EM map (batched DiffFit).",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+# --- fit -------------------------------------------------------------------------------------
+
+def _add_fit(sub: argparse._SubParsersAction) -> None:
+    from .fit import add_fit_arguments
+
+    p = sub.add_parser("fit", help="fit candidates into a map and rank them",
+                       description="Fit every candidate (structure files, folders of them, or "
+                                   "library shards) into the map and rank them.")
+    add_fit_arguments(p)
+    p.set_defaults(handler=_run_fit)
+
+
+def _run_fit(args: argparse.Namespace) -> int:
+    from .fit import run_fit_command
+
+    return run_fit_command(args)
+
+
+# --- registered commands (helpers add theirs here) ---------------------------------------------
+
+_COMMANDS = [_add_fit]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``difffit-screen`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as exc:
+        print(f"difffit-screen {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # pragma: no cover
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,325 @@
+"""Atomic structures: reading PDB/mmCIF with gemmi, atom selection, simulated per-atom weights,
+and writing posed models.
+
+A structure is held as :class:`Atoms`, flat per-atom numpy arrays (coordinates ``[x, y, z]`` in Å,
+shape ``(N, 3)``), so that the library store can pack it into Arrow columns and the fitting code
+never touches PDB/mmCIF text.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gemmi
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .errors import InputError
+
+ATOM_SETS = ("all", "backbone", "ca")
+STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz",
+                      ".mmcif.gz")
+PROTEIN_BACKBONE = {"N", "CA", "C", "O"}
+NUCLEIC_BACKBONE = {"P", "OP1", "OP2", "O5'", "C5'", "C4'", "C3'", "O3'"}
+WATER_NAMES = {"HOH", "WAT", "H2O", "DOD", "SOL"}
+
+
+@dataclass
+class Atoms:
+    """Per-atom arrays of one candidate structure (first model only).
+
+    Attributes
+    ----------
+    name : str
+        Candidate id (by default the file stem without structure suffixes).
+    xyz : np.ndarray
+        ``(N, 3)`` float32 coordinates ``[x, y, z]`` in Å, in the candidate's input frame.
+    element : np.ndarray
+        ``(N,)`` element symbols, upper case (``"C"``, ``"FE"``).
+    atom_name, res_name, chain, ins_code : np.ndarray
+        ``(N,)`` strings.
+    res_seq : np.ndarray
+        ``(N,)`` int32 residue numbers.
+    b_iso : np.ndarray
+        ``(N,)`` float32 B-factors (pLDDT for AlphaFold models).
+    polymer : np.ndarray
+        ``(N,)`` bool, True for atoms of amino-acid or nucleotide residues.
+    source : str
+        Where the atoms came from (a path or a store reference).
+    meta : dict
+        Free-form provenance (accession, version, parent, residue ranges ...).
+    """
+
+    name: str
+    xyz: np.ndarray
+    element: np.ndarray
+    atom_name: np.ndarray
+    res_name: np.ndarray
+    res_seq: np.ndarray
+    chain: np.ndarray
+    ins_code: np.ndarray
+    b_iso: np.ndarray
+    polymer: np.ndarray
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+    def subset(self, mask: np.ndarray, name: str | None = None) -> Atoms:
+        """Return the atoms where ``mask`` (``(N,)`` bool or integer indices) selects."""
+        return Atoms(
+            name=name or self.name,
+            xyz=self.xyz[mask],
+            element=self.element[mask],
+            atom_name=self.atom_name[mask],
+            res_name=self.res_name[mask],
+            res_seq=self.res_seq[mask],
+            chain=self.chain[mask],
+            ins_code=self.ins_code[mask],
+            b_iso=self.b_iso[mask],
+            polymer=self.polymer[mask],
+            source=self.source,
+            meta=dict(self.meta),
+        )
+
+
+def candidate_name(path: str | os.PathLike) -> str:
+    """Return the candidate id of a structure file: its name without structure suffixes."""
+    name = Path(path).name
+    for suffix in sorted(STRUCTURE_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def is_structure_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` has a PDB/mmCIF suffix (optionally gzipped)."""
+    return str(path).lower().endswith(STRUCTURE_SUFFIXES)
+
+
+def read_structure(
+    path: str | os.PathLike,
+    name: str | None = None,
+    keep_hydrogens: bool = False,
+    keep_waters: bool = False,
+    keep_ligands: bool = False,
+) -> Atoms:
+    """Read the first model of a PDB or mmCIF file (optionally ``.gz``) into :class:`Atoms`.
+
+    Hydrogens, waters and ligands (non-polymer residues) are dropped unless asked for. Alternate
+    locations keep the first conformer.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unparsable, or holds no atoms after filtering.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: structure file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: structure file is empty")
+    try:
+        st = gemmi.read_structure(str(path), merge_chain_parts=True)
+    except Exception as exc:  # gemmi raises RuntimeError/ValueError/OSError subclasses
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: cannot parse structure ({msg})") from None
+    atoms = atoms_from_gemmi(st, name or candidate_name(path), str(path), keep_hydrogens,
+                             keep_waters, keep_ligands)
+    if len(atoms) == 0:
+        raise InputError(f"{path}: no atoms (after removing hydrogens, waters and ligands)")
+    return atoms
+
+
+def atoms_from_gemmi(
+    st: gemmi.Structure,
+    name: str,
+    source: str = "",
+    keep_hydrogens: bool = False,
+    keep_waters: bool = False,
+    keep_ligands: bool = False,
+) -> Atoms:
+    """Convert the first model of a gemmi structure into :class:`Atoms`."""
+    if len(st) == 0:
+        return _empty_atoms(name, source)
+    st.setup_entities()
+    model = st[0]
+    rows: list[tuple] = []
+    for chain in model:
+        for res in chain:
+            info = gemmi.find_tabulated_residue(res.name)
+            is_polymer = bool(info is not None and (info.is_amino_acid() or info.is_nucleic_acid()))
+            is_water = res.name in WATER_NAMES or (info is not None and info.is_water())
+            if is_water and not keep_waters:
+                continue
+            if not is_polymer and not is_water and not keep_ligands:
+                continue
+            seen: set[str] = set()
+            for atom in res:
+                if atom.name in seen:  # alternate conformers: keep the first
+                    continue
+                seen.add(atom.name)
+                if not keep_hydrogens and atom.element.is_hydrogen:
+                    continue
+                rows.append((atom.pos.x, atom.pos.y, atom.pos.z, atom.element.name.upper(),
+                             atom.name, res.name, res.seqid.num, chain.name,
+                             res.seqid.icode.strip(), atom.b_iso, is_polymer))
+    if not rows:
+        return _empty_atoms(name, source)
+    cols = list(zip(*rows, strict=True))
+    return Atoms(
+        name=name,
+        xyz=np.array(cols[0:3], dtype=np.float64).T.astype(np.float32),
+        element=np.array(cols[3], dtype=str),
+        atom_name=np.array(cols[4], dtype=str),
+        res_name=np.array(cols[5], dtype=str),
+        res_seq=np.array(cols[6], dtype=np.int32),
+        chain=np.array(cols[7], dtype=str),
+        ins_code=np.array(cols[8], dtype=str),
+        b_iso=np.array(cols[9], dtype=np.float32),
+        polymer=np.array(cols[10], dtype=bool),
+        source=source,
+    )
+
+
+def _empty_atoms(name: str, source: str) -> Atoms:
+    s = np.array([], dtype=str)
+    return Atoms(name, np.zeros((0, 3), np.float32), s, s, s, np.zeros(0, np.int32), s, s,
+                 np.zeros(0, np.float32), np.zeros(0, bool), source)
+
+
+def select_atoms(atoms: Atoms, atom_set: str = "all") -> np.ndarray:
+    """Return a ``(N,)`` bool mask of the atoms in ``atom_set``.
+
+    ``all`` is every atom kept at reading; ``backbone`` is N, CA, C, O of amino acids and the
+    sugar-phosphate backbone of nucleotides (selected by residue type, so waters and ions named
+    "O" or "CA" are never taken); ``ca`` is CA of amino acids and P of nucleotides.
+    """
+    if atom_set not in ATOM_SETS:
+        raise InputError(f"atom set {atom_set!r} is not one of {', '.join(ATOM_SETS)}")
+    if atom_set == "all":
+        return np.ones(len(atoms), dtype=bool)
+    names = atoms.atom_name
+    if atom_set == "backbone":
+        wanted = PROTEIN_BACKBONE | NUCLEIC_BACKBONE
+    else:
+        wanted = {"CA", "P"}
+    return atoms.polymer & np.isin(names, list(wanted))
+
+
+def atomic_numbers(elements: np.ndarray) -> np.ndarray:
+    """Return ``(N,)`` float32 atomic numbers for element symbols (unknown symbols count as 6)."""
+    table: dict[str, float] = {}
+    out = np.empty(len(elements), dtype=np.float32)
+    for i, el in enumerate(elements):
+        z = table.get(el)
+        if z is None:
+            z = float(gemmi.Element(el).atomic_number) or 6.0
+            table[el] = z
+        out[i] = z
+    return out
+
+
+def simulate_atom_weights(xyz: np.ndarray, elements: np.ndarray, resolution: float) -> np.ndarray:
+    """Per-atom weights ``W`` from a simulated map of the structure at ``resolution`` (Å).
+
+    The simulated map is a sum of isotropic Gaussians at the atoms, amplitude proportional to the
+    atomic number and ``sigma = 0.225 * resolution`` (ChimeraX ``molmap``), cut off at 5 sigma;
+    ``W_i`` is that map evaluated at atom ``i`` and scaled so that ``max(W) = 1``.
+
+    Parameters
+    ----------
+    xyz : np.ndarray
+        ``(N, 3)`` coordinates in Å.
+    elements : np.ndarray
+        ``(N,)`` element symbols.
+    resolution : float
+        Resolution in Å.
+
+    Returns
+    -------
+    np.ndarray
+        ``(N,)`` float32 weights in ``(0, 1]``.
+    """
+    if len(xyz) == 0:
+        return np.zeros(0, dtype=np.float32)
+    sigma = 0.225 * float(resolution)
+    z = atomic_numbers(elements).astype(np.float64)
+    tree = cKDTree(np.asarray(xyz, dtype=np.float64))
+    pairs = tree.sparse_distance_matrix(tree, 5.0 * sigma, output_type="coo_matrix")
+    contrib = z[pairs.col] * np.exp(-(pairs.data**2) / (2.0 * sigma**2))
+    w = np.bincount(pairs.row, weights=contrib, minlength=len(xyz))
+    w += z * (1.0 - np.bincount(pairs.row, minlength=len(xyz)).clip(max=1))  # self if absent
+    return (w / w.max()).astype(np.float32)
+
+
+def apply_matrix(xyz: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Apply a pose ``matrix`` (``(3, 4)`` or 12 floats, row-major ``[R | t]``) to ``(N, 3)`` xyz."""
+    m = np.asarray(matrix, dtype=np.float64).reshape(3, 4)
+    return (np.asarray(xyz, dtype=np.float64) @ m[:, :3].T + m[:, 3]).astype(np.float32)
+
+
+def to_gemmi(atoms: Atoms, xyz: np.ndarray | None = None, chain_name: str | None = None,
+             model: gemmi.Model | None = None) -> gemmi.Structure | gemmi.Model:
+    """Build gemmi chains for ``atoms`` (optionally with replaced coordinates ``xyz``).
+
+    If ``model`` is given the chains are appended to it and it is returned; otherwise a new
+    one-model :class:`gemmi.Structure` is returned.
+    """
+    coords = atoms.xyz if xyz is None else np.asarray(xyz)
+    own = model is None
+    if own:
+        st = gemmi.Structure()
+        st.name = atoms.name
+        model = gemmi.Model(1) if hasattr(gemmi.Model, "__init__") else gemmi.Model("1")
+    chains: dict[str, gemmi.Chain] = {}
+    order: list[str] = []
+    last_key = None
+    residue = None
+    for i in range(len(atoms)):
+        ch = chain_name or str(atoms.chain[i]) or "A"
+        key = (ch, int(atoms.res_seq[i]), str(atoms.ins_code[i]), str(atoms.res_name[i]))
+        if key != last_key:
+            if residue is not None:
+                chains[last_key[0]].add_residue(residue)
+            residue = gemmi.Residue()
+            residue.name = key[3]
+            residue.seqid = gemmi.SeqId(key[1], key[2] or " ")
+            residue.het_flag = "A" if atoms.polymer[i] else "H"
+            if ch not in chains:
+                chains[ch] = gemmi.Chain(ch)
+                order.append(ch)
+            last_key = key
+        atom = gemmi.Atom()
+        atom.name = str(atoms.atom_name[i])
+        atom.element = gemmi.Element(str(atoms.element[i]))
+        atom.pos = gemmi.Position(*map(float, coords[i]))
+        atom.b_iso = float(atoms.b_iso[i])
+        atom.occ = 1.0
+        residue.add_atom(atom)
+    if residue is not None:
+        chains[last_key[0]].add_residue(residue)
+    for ch in order:
+        model.add_chain(chains[ch])
+    if not own:
+        return model
+    st.add_model(model)
+    st.setup_entities()
+    return st
+
+
+def write_structure(atoms: Atoms, path: str | os.PathLike, matrix: np.ndarray | None = None) -> Path:
+    """Write ``atoms`` (posed by ``matrix`` if given) as mmCIF (``.cif``) or PDB (``.pdb``)."""
+    path = Path(path)
+    xyz = atoms.xyz if matrix is None else apply_matrix(atoms.xyz, matrix)
+    st = to_gemmi(atoms, xyz)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".pdb":
+        st.write_pdb(str(path))
+    else:
+        doc = st.make_mmcif_document()
+        doc.write_file(str(path))
+    return path

@@ -1,0 +1,196 @@
+"""Parquet result tables: explicit pyarrow schemas, writing, reading and aggregation.
+
+Three tables, readable by pandas, polars and duckdb alike:
+
+- ``fits``: one row per pose cluster per candidate (``FITS_SCHEMA``);
+- ``ranking``: one row per candidate, its best cluster, best candidate first (``RANKING_SCHEMA``);
+- ``failures``: one row per candidate that could not be fitted, with the reason
+  (``FAILURES_SCHEMA``).
+
+Poses follow the package conventions: ``matrix`` is the row-major 3x4 ``[R | t]`` mapping the
+candidate's input coordinates to the map frame; ``quat_xyzw`` is ``R`` as a scalar-last unit
+quaternion; ``translation`` is ``t``; ``centroid_xyz`` is where the fitted candidate's centroid
+(of the fitted atom set) lies in the map frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+
+_POSE_AND_SCORES = [
+    pa.field("candidate", pa.string(), nullable=False),
+    pa.field("cluster_rank", pa.int32(), nullable=False),
+    pa.field("hits", pa.int32(), nullable=False),
+    pa.field("score", pa.float32()),
+    pa.field("mean_density", pa.float32()),
+    pa.field("overlap", pa.float32()),
+    pa.field("correlation", pa.float32()),
+    pa.field("cam", pa.float32()),
+    pa.field("inside_fraction", pa.float32()),
+    pa.field("search_loss", pa.float32()),
+    pa.field("refine_shift", pa.float32()),
+    pa.field("fit_ok", pa.bool_()),
+    pa.field("quat_xyzw", pa.list_(pa.float32(), 4)),
+    pa.field("translation", pa.list_(pa.float64(), 3)),
+    pa.field("centroid_xyz", pa.list_(pa.float64(), 3)),
+    pa.field("matrix", pa.list_(pa.float64(), 12)),
+    pa.field("n_atoms", pa.int32()),
+    pa.field("n_residues", pa.int32()),
+    pa.field("seed", pa.int64()),
+    pa.field("source", pa.string()),
+    pa.field("accession", pa.string()),
+    pa.field("parent", pa.string()),
+    pa.field("residue_ranges", pa.string()),
+    pa.field("model_path", pa.string()),
+]
+
+FIELD_DOCS = {
+    "candidate": "candidate id (file stem, or <accession>_D<n> for a domain)",
+    "cluster_rank": "rank of this pose cluster within its candidate (1 = best)",
+    "hits": "number of search placements that converged into this cluster (3 Å / 6°)",
+    "score": "size-independent fit score used for ranking: correlation about the mean between "
+             "the target map and the candidate's simulated map over the union of the map's "
+             "footprint and the candidate's envelope",
+    "mean_density": "mean raw map value at the fitted atoms (ChimeraX 'average map value')",
+    "overlap": "paper's mean overlap D·W/N (D: normalised thresholded map, W: simulated weights)",
+    "correlation": "paper's correlation D·W/(|D||W|) over the fitted atoms",
+    "cam": "paper's correlation about the mean of D and W over the fitted atoms",
+    "inside_fraction": "fraction of fitted atoms at or above the map threshold",
+    "search_loss": "final loss of the best search placement of the cluster (smoothed map)",
+    "refine_shift": "RMSD (Å) between the search pose and the refined pose",
+    "fit_ok": "inside_fraction >= min_inside (otherwise reported as 'no fit')",
+    "quat_xyzw": "rotation of the pose, unit quaternion, scalar last",
+    "translation": "t of the pose matrix, Å",
+    "centroid_xyz": "fitted centroid of the fitted atom set in the map frame, Å",
+    "matrix": "pose, row-major 3x4 [R | t]: input coordinates -> map frame",
+    "n_atoms": "atoms in the fitted atom set",
+    "n_residues": "residues in the candidate",
+    "seed": "seed of the search's random choices",
+    "source": "file or store reference the candidate came from",
+    "accession": "database accession (UniProt / PDB) when known",
+    "parent": "parent model of a domain candidate",
+    "residue_ranges": "residue ranges of a domain candidate, e.g. 'A:1-133,A:409-523'",
+    "model_path": "fitted model (mmCIF, map frame) when written",
+}
+
+
+def _schema(fields: Sequence[pa.Field], name: str) -> pa.Schema:
+    return pa.schema(fields, metadata={"difffit_screen.table": name,
+                                       "difffit_screen.schema_version": SCHEMA_VERSION})
+
+
+FITS_SCHEMA = _schema(_POSE_AND_SCORES, "fits")
+
+RANKING_SCHEMA = _schema(
+    [pa.field("rank", pa.int32(), nullable=False),
+     *_POSE_AND_SCORES,
+     pa.field("n_clusters", pa.int32()),
+     pa.field("zscore", pa.float64()),
+     pa.field("pvalue", pa.float64()),
+     pa.field("qvalue", pa.float64())],
+    "ranking",
+)
+FIELD_DOCS.update({
+    "rank": "rank of the candidate in the screen (1 = best)",
+    "n_clusters": "number of pose clusters found for the candidate",
+    "zscore": "robust z-score of the score against the library's score distribution",
+    "pvalue": "one-sided p-value of the score under the fitted null distribution",
+    "qvalue": "Benjamini-Hochberg adjusted p-value across the screen",
+})
+
+FAILURES_SCHEMA = _schema(
+    [pa.field("candidate", pa.string(), nullable=False),
+     pa.field("source", pa.string()),
+     pa.field("stage", pa.string()),
+     pa.field("reason", pa.string())],
+    "failures",
+)
+
+
+def table_from_rows(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
+    """Build a table with ``schema`` from dict rows; missing keys become nulls."""
+    rows = list(rows)
+    cols = {f.name: [r.get(f.name) for r in rows] for f in schema}
+    arrays = []
+    for f in schema:
+        values = cols[f.name]
+        if pa.types.is_fixed_size_list(f.type):
+            values = [None if v is None else [float(x) for x in np.asarray(v).ravel()]
+                      for v in values]
+        arrays.append(pa.array(values, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
+    """Write a table as zstd Parquet, atomically (``.part`` then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+    return path
+
+
+def read_table(path: str | os.PathLike, schema: pa.Schema | None = None) -> pa.Table:
+    """Read a Parquet table, cast to ``schema`` when given."""
+    table = pq.read_table(path)
+    if schema is not None:
+        table = conform(table, schema)
+    return table
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Return ``table`` with exactly ``schema``'s columns (missing ones null), cast to it."""
+    arrays = []
+    for f in schema:
+        if f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, type=f.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def rank_candidates(fits: pa.Table) -> pa.Table:
+    """One row per candidate (its best cluster), best first, as ``RANKING_SCHEMA``.
+
+    Candidates whose best fit is ``fit_ok`` come first, ordered by ``score`` (descending), then by
+    ``hits``; candidates with no acceptable fit follow, in the same order.
+    Significance columns are left null (see :mod:`difffit_screen.significance`).
+    """
+    fits = conform(fits, FITS_SCHEMA)
+    if fits.num_rows == 0:
+        return RANKING_SCHEMA.empty_table()
+    rows = fits.to_pylist()
+    best: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["candidate"]] = counts.get(r["candidate"], 0) + 1
+        if r["cluster_rank"] == 1 or r["candidate"] not in best:
+            if r["candidate"] not in best or r["cluster_rank"] < best[r["candidate"]]["cluster_rank"]:
+                best[r["candidate"]] = r
+
+    def key(r: dict) -> tuple:
+        score = r["score"] if r["score"] is not None and np.isfinite(r["score"]) else -np.inf
+        return (not bool(r["fit_ok"]), -score, -(r["hits"] or 0), r["candidate"])
+
+    ordered = sorted(best.values(), key=key)
+    for i, r in enumerate(ordered, start=1):
+        r["rank"] = i
+        r["n_clusters"] = counts[r["candidate"]]
+    return table_from_rows(ordered, RANKING_SCHEMA)
+
+
+def concat_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pa.Table:
+    """Concatenate Parquet files conformed to ``schema`` (an empty table if there are none)."""
+    tables = [read_table(p, schema) for p in paths]
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables)
