@@ -218,7 +218,7 @@ def _read_powerfit_solutions(path: Path) -> list[dict]:
             if not line.strip():
                 continue
             vals = line.strip().split(",")
-            d = dict(zip(header, vals))
+            d = dict(zip(header, vals, strict=True))
             rows.append({
                 "rank": int(d["rank"]), "cc": float(d["cc"]), "fisher_z": float(d["Fish-z"]),
                 "rel_z": float(d["rel-z"]),
