@@ -1,0 +1,585 @@
+"""Fitting a set of candidates into one prepared map: search, cluster, refine, score, tabulate.
+
+For each candidate:
+
+1. the fitted atom set (``all``, ``backbone`` or ``ca``) is centred on its centroid, and up to
+   ``max_search_atoms`` of its atoms, evenly spaced along the chain, are used for the search;
+2. ``positions x rotations`` start placements (:mod:`~difffit_screen.placements`, from ``seed``)
+   are optimised together with Adam on the combined smoothed loss volume
+   (:mod:`~difffit_screen.optimise`); small candidates are batched together so that one
+   forward/backward pass covers many candidates (bounded by ``max_samples`` atom samples);
+3. the final poses are clustered at ``cluster_shift`` Å / ``cluster_angle`` degrees
+   (:mod:`~difffit_screen.cluster`); a cluster's size is its ``hits``;
+4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
+   the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``), re-clustered, scored
+   (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import platform
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.spatial.transform import Rotation
+
+from . import __version__
+from .cluster import cluster_poses
+from .errors import InputError
+from .maps import DensityMap, PreparedMap, file_sha256, load_prepared, prepare_map, read_map
+from .optimise import VolumeSampler, optimise_placements, resolve_device
+from .placements import sample_positions, sample_rotations
+from .scores import FootprintCorrelation, score_atoms
+from .structures import (
+    Atoms,
+    atomic_numbers,
+    candidate_name,
+    is_structure_file,
+    read_structure,
+    select_atoms,
+    simulate_atom_weights,
+    write_structure,
+)
+from .tables import (
+    FAILURES_SCHEMA,
+    FITS_SCHEMA,
+    rank_candidates,
+    table_from_rows,
+    write_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitParams:
+    """Search, refinement and scoring parameters (defaults are the documented defaults)."""
+
+    positions: int = 10
+    rotations: int = 64
+    iterations: int = 100
+    atoms: str = "all"
+    max_search_atoms: int = 400
+    lr_trans: float = 1.0
+    refine_top: int = 8
+    refine_iterations: int = 80
+    refine_lr: float = 0.3
+    cluster_shift: float = 3.0
+    cluster_angle: float = 6.0
+    min_inside: float = 0.1
+    seed: int = 0
+    device: str = "auto"
+    max_samples: int = 3_000_000
+    models: int = 1
+    keep_hydrogens: bool = False
+    keep_waters: bool = False
+    keep_ligands: bool = False
+
+
+@dataclass
+class FitOutcome:
+    """Result rows of a run: ``fits`` rows, ``failures`` rows and timing."""
+
+    fits: list[dict] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+    search_samples: int = 0
+    search_seconds: float = 0.0
+
+
+@dataclass
+class _Prepared:
+    """A candidate ready for the search."""
+
+    atoms: Atoms
+    fit_mask: np.ndarray
+    centroid: np.ndarray
+    centred: np.ndarray  # (n_fit, 3)
+    search: np.ndarray  # (n_search, 3) centred
+    rg: float
+    weights: np.ndarray  # (n_fit,) simulated weights
+    z: np.ndarray  # (n_fit,) atomic numbers
+
+
+# --- candidates ----------------------------------------------------------------------------
+
+def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[str, str, object]]:
+    """Yield ``(name, source, Atoms | InputError)`` for structure files, folders, globs and shards.
+
+    Folders contribute their structure files (sorted, not recursive); ``.parquet`` inputs are
+    library store shards (:func:`difffit_screen.store.read_shard`), whose candidates get the
+    source ``"<shard>::<candidate>"``. Unreadable inputs are yielded as :class:`InputError`.
+    """
+    seen: dict[str, int] = {}
+
+    def unique(name: str) -> str:
+        if name not in seen:
+            seen[name] = 1
+            return name
+        seen[name] += 1
+        new = f"{name}_{seen[name]}"
+        log.warning("candidate name %s is used twice; the second is called %s", name, new)
+        return new
+
+    for item in inputs:
+        p = Path(item)
+        if p.suffix == ".parquet":
+            from .store import read_shard
+
+            try:
+                shard = read_shard(p)
+            except InputError as exc:
+                yield unique(p.stem), str(p), exc
+                continue
+            for atoms in shard:
+                name = unique(atoms.name)
+                atoms.name = name
+                atoms.source = f"{p}::{atoms.name}"
+                yield name, atoms.source, atoms
+            continue
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and is_structure_file(f))
+            if not files:
+                yield unique(p.name), str(p), InputError(f"{p}: folder holds no PDB/mmCIF files")
+        elif p.exists():
+            files = [p]
+        else:
+            matches = sorted(glob.glob(item))
+            files = [Path(m) for m in matches if is_structure_file(m)]
+            if not files:
+                yield unique(candidate_name(p)), str(p), InputError(
+                    f"{p}: no such structure file")
+        for f in files:
+            name = unique(candidate_name(f))
+            try:
+                atoms = read_structure(f, name=name, keep_hydrogens=params.keep_hydrogens,
+                                       keep_waters=params.keep_waters,
+                                       keep_ligands=params.keep_ligands)
+                yield name, str(f), atoms
+            except InputError as exc:
+                yield name, str(f), exc
+
+
+def prepare_candidate(atoms: Atoms, prep: PreparedMap, params: FitParams) -> _Prepared:
+    """Select, centre and subsample a candidate's atoms; raise :class:`InputError` if unusable."""
+    mask = select_atoms(atoms, params.atoms)
+    n = int(mask.sum())
+    if n == 0:
+        raise InputError(f"{atoms.source or atoms.name}: no atoms in atom set '{params.atoms}'")
+    xyz = atoms.xyz[mask].astype(np.float64)
+    centroid = xyz.mean(0)
+    centred = xyz - centroid
+    rg = float(np.sqrt((centred**2).sum(1).mean()))
+    box = prep.raw.shape_xyz * prep.raw.voxel_size
+    diag = float(np.linalg.norm(box))
+    if rg > diag:
+        raise InputError(
+            f"{atoms.source or atoms.name}: candidate is far bigger than the map (radius of "
+            f"gyration {rg:.0f} Å, map box {box[0]:.0f} x {box[1]:.0f} x {box[2]:.0f} Å)")
+    if n > params.max_search_atoms:
+        pick = np.unique(np.linspace(0, n - 1, params.max_search_atoms).round().astype(int))
+        search = centred[pick]
+    else:
+        search = centred
+    elements = atoms.element[mask]
+    return _Prepared(atoms, mask, centroid, centred, search, max(rg, 3.0),
+                     simulate_atom_weights(xyz, elements, prep.resolution),
+                     atomic_numbers(elements))
+
+
+# --- the search ----------------------------------------------------------------------------
+
+def _search_batch(batch: list[_Prepared], sampler: VolumeSampler, starts_pos: np.ndarray,
+                  starts_rot: np.ndarray, params: FitParams) -> list:
+    """Optimise every start placement of every candidate in ``batch``; returns PoseBatch each."""
+    n_max = max(len(c.search) for c in batch)
+    coords = torch.zeros(len(batch), n_max, 3)
+    weights = torch.zeros(len(batch), n_max)
+    for b, c in enumerate(batch):
+        coords[b, : len(c.search)] = torch.as_tensor(c.search, dtype=torch.float32)
+        weights[b, : len(c.search)] = 1.0
+    n_pos, n_rot = len(starts_pos), len(starts_rot)
+    per = n_pos * n_rot
+    rot0 = torch.as_tensor(np.tile(starts_rot, (n_pos, 1, 1)), dtype=torch.float32)
+    trans0 = torch.as_tensor(np.repeat(starts_pos, n_rot, axis=0), dtype=torch.float32)
+    total = per * len(batch)
+    chunk = max(1, params.max_samples // n_max)
+    results: list[list] = [[] for _ in batch]
+    for lo in range(0, total, chunk):
+        k = torch.arange(lo, min(total, lo + chunk))
+        owner = k // per
+        local = k % per
+        lr_rot = torch.tensor([params.lr_trans / batch[int(o)].rg for o in owner.tolist()])
+        out = optimise_placements(sampler, coords, weights, owner, rot0[local], trans0[local],
+                                  params.iterations, params.lr_trans, lr_rot)
+        own = owner.numpy()
+        for b in np.unique(own):
+            sel = own == b
+            results[b].append((out.rot[sel], out.trans[sel], out.loss[sel]))
+    merged = []
+    for parts in results:
+        merged.append(tuple(np.concatenate([p[i] for p in parts]) for i in range(3)))
+    return merged
+
+
+def _refine(cand: _Prepared, sampler: VolumeSampler, rot: np.ndarray, trans: np.ndarray,
+            params: FitParams) -> tuple[np.ndarray, np.ndarray]:
+    """Refine ``(K, 3, 3)``/``(K, 3)`` poses with all fitted atoms on the unsmoothed map."""
+    if params.refine_iterations <= 0 or len(rot) == 0:
+        return rot, trans
+    coords = torch.as_tensor(cand.centred, dtype=torch.float32)[None]
+    weights = torch.ones(1, len(cand.centred))
+    k = len(rot)
+    out = optimise_placements(
+        sampler, coords, weights, torch.zeros(k, dtype=torch.long),
+        torch.as_tensor(rot, dtype=torch.float32), torch.as_tensor(trans, dtype=torch.float32),
+        params.refine_iterations, params.refine_lr,
+        torch.full((k,), params.refine_lr / cand.rg), final_lr_fraction=0.02)
+    return out.rot, out.trans
+
+
+def _pose_rmsd(centred: np.ndarray, r1: np.ndarray, t1: np.ndarray, r2: np.ndarray,
+               t2: np.ndarray) -> float:
+    diff = centred @ (r1 - r2).T + (t1 - t2)
+    return float(np.sqrt((diff**2).sum(1).mean()))
+
+
+def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
+                        refine_sampler: VolumeSampler, footprint: FootprintCorrelation,
+                        params: FitParams) -> list[dict]:
+    rot, trans, loss = poses
+    labels, leaders = cluster_poses(rot, trans, -loss, params.cluster_shift, params.cluster_angle)
+    hits = np.bincount(labels, minlength=len(leaders))
+    top = leaders[: params.refine_top]
+    r_rot, r_trans = _refine(cand, refine_sampler, rot[top], trans[top], params)
+    # refined representatives may converge onto each other: merge them, summing hits
+    rows = []
+    for j, lead in enumerate(top):
+        xyz = cand.centred @ r_rot[j].T + r_trans[j]
+        s = score_atoms(prep, xyz, cand.weights)
+        s["score"] = footprint(xyz, cand.z)
+        s.update(rot=r_rot[j], trans=r_trans[j], hits=int(hits[j]), search_loss=float(loss[lead]),
+                 refine_shift=_pose_rmsd(cand.centred, rot[lead], trans[lead], r_rot[j],
+                                         r_trans[j]))
+        rows.append(s)
+    key = np.array([(r["inside_fraction"] >= params.min_inside) * 10.0 + r["score"] for r in rows])
+    labels2, leaders2 = cluster_poses(np.array([r["rot"] for r in rows]),
+                                      np.array([r["trans"] for r in rows]), key,
+                                      params.cluster_shift, params.cluster_angle)
+    out = []
+    atoms = cand.atoms
+    n_res = len({(c, s, i) for c, s, i in zip(atoms.chain, atoms.res_seq, atoms.ins_code,
+                                              strict=True)})
+    for rank, lead in enumerate(leaders2, start=1):
+        r = rows[lead]
+        merged_hits = int(sum(rows[i]["hits"] for i in np.flatnonzero(labels2 == rank - 1)))
+        rmat = r["rot"]
+        t = r["trans"] - rmat @ cand.centroid
+        matrix = np.hstack([rmat, t[:, None]])
+        meta = atoms.meta or {}
+        out.append({
+            "candidate": atoms.name, "cluster_rank": rank, "hits": merged_hits,
+            "score": r["score"], "mean_density": r["mean_density"], "overlap": r["overlap"],
+            "correlation": r["correlation"], "cam": r["cam"],
+            "inside_fraction": r["inside_fraction"], "search_loss": r["search_loss"],
+            "refine_shift": r["refine_shift"],
+            "fit_ok": bool(r["inside_fraction"] >= params.min_inside),
+            "quat_xyzw": Rotation.from_matrix(rmat).as_quat(),
+            "translation": t, "centroid_xyz": r["trans"], "matrix": matrix.ravel(),
+            "n_atoms": len(cand.centred), "n_residues": n_res, "seed": params.seed,
+            "source": atoms.source, "accession": meta.get("accession"),
+            "parent": meta.get("parent"), "residue_ranges": meta.get("residue_ranges"),
+        })
+    return out
+
+
+def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, object]],
+                   params: FitParams, progress: bool | None = None,
+                   n_total: int | None = None) -> FitOutcome:
+    """Fit candidates (``(name, source, Atoms | InputError)`` tuples) into a prepared map.
+
+    Bad candidates become failure rows and the rest go on. Returns rows and timings.
+    """
+    from tqdm import tqdm
+
+    device = resolve_device(params.device)
+    sampler = VolumeSampler(prep.loss_volume, device)
+    refine_sampler = VolumeSampler(prep.refine_volume, device)
+    footprint = FootprintCorrelation(prep)
+    starts_pos = sample_positions(prep.mask, prep.raw.origin, prep.raw.voxel_size,
+                                  params.positions, params.seed)
+    starts_rot = sample_rotations(params.rotations, params.seed)
+    per = len(starts_pos) * len(starts_rot)
+    outcome = FitOutcome()
+    bar = tqdm(total=n_total, unit="candidate", disable=None if progress is None else not progress,
+               mininterval=1.0, file=sys.stderr)
+    batch: list[_Prepared] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        try:
+            results = _search_batch(batch, sampler, starts_pos, starts_rot, params)
+        except Exception as exc:  # keep the screen going; record every candidate of the batch
+            log.debug("search failed:\n%s", traceback.format_exc())
+            for c in batch:
+                outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
+                                         "stage": "fit", "reason": f"search failed: {exc}"})
+            batch.clear()
+            return
+        t_search = time.perf_counter() - t0
+        n_samples = sum(per * len(c.search) for c in batch) * params.iterations
+        outcome.search_samples += n_samples
+        outcome.search_seconds += t_search
+        for c, poses in zip(batch, results, strict=True):
+            t1 = time.perf_counter()
+            try:
+                rows = _rows_for_candidate(c, poses, prep, refine_sampler, footprint, params)
+                outcome.fits.extend(rows)
+            except Exception as exc:
+                log.debug("scoring failed:\n%s", traceback.format_exc())
+                outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
+                                         "stage": "fit", "reason": f"refinement failed: {exc}"})
+            share = per * len(c.search) * params.iterations / max(n_samples, 1)
+            outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
+            bar.update(1)
+        batch.clear()
+
+    n_in_batch = 0
+    for name, source, item in candidates:
+        if isinstance(item, Exception):
+            outcome.failures.append({"candidate": name, "source": source, "stage": "read",
+                                     "reason": str(item)})
+            bar.update(1)
+            continue
+        try:
+            cand = prepare_candidate(item, prep, params)
+        except InputError as exc:
+            outcome.failures.append({"candidate": name, "source": source, "stage": "read",
+                                     "reason": str(exc)})
+            bar.update(1)
+            continue
+        n_max = max([len(cand.search)] + [len(c.search) for c in batch])
+        if batch and per * n_max * (n_in_batch + 1) > params.max_samples:
+            flush()
+            n_in_batch = 0
+        batch.append(cand)
+        n_in_batch += 1
+    flush()
+    bar.close()
+    return outcome
+
+
+# --- output --------------------------------------------------------------------------------
+
+def write_models(outcome: FitOutcome, candidates: dict[str, Atoms], out_dir: Path,
+                 per_candidate: int) -> None:
+    """Write the best ``per_candidate`` clusters of each candidate as mmCIF in the map frame."""
+    if per_candidate <= 0:
+        return
+    for row in outcome.fits:
+        if row["cluster_rank"] > per_candidate or row["candidate"] not in candidates:
+            continue
+        path = out_dir / "models" / f"{row['candidate']}_c{row['cluster_rank']}.cif"
+        write_structure(candidates[row["candidate"]], path, np.asarray(row["matrix"]))
+        row["model_path"] = str(path)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and the main libraries, for the run record."""
+    import gemmi
+    import mrcfile
+    import pyarrow
+    import scipy
+
+    return {"difffit_screen": __version__, "python": platform.python_version(),
+            "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
+            "gemmi": gemmi.__version__, "mrcfile": mrcfile.__version__,
+            "pyarrow": pyarrow.__version__}
+
+
+def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: FitParams,
+            progress: bool | None = None) -> tuple[FitOutcome, dict]:
+    """Fit ``inputs`` into ``prep`` and write ``fits``, ``ranking``, ``failures``, ``run.json``.
+
+    Returns the outcome and the run record.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    kept: dict[str, Atoms] = {}
+    input_records: list[dict] = []
+
+    def tracked() -> Iterator[tuple[str, str, object]]:
+        for name, source, item in iter_candidates(inputs, params):
+            if isinstance(item, Atoms):
+                if params.models > 0:
+                    kept[name] = item
+                if "::" not in source:
+                    input_records.append({"candidate": name, "path": source,
+                                          "sha256": file_sha256(source)})
+            yield name, source, item
+
+    outcome = fit_candidates(prep, tracked(), params, progress=progress)
+    write_models(outcome, kept, out_dir, params.models)
+    fits = table_from_rows(outcome.fits, FITS_SCHEMA)
+    ranking = rank_candidates(fits)
+    try:
+        from .significance import add_significance
+
+        ranking = add_significance(ranking)
+    except ImportError:  # pragma: no cover - significance module not installed
+        pass
+    write_table(fits, out_dir / "fits.parquet")
+    write_table(ranking, out_dir / "ranking.parquet")
+    write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
+    total = time.perf_counter() - t0
+    record = {
+        "command": "fit",
+        "params": asdict(params),
+        "seed": params.seed,
+        "device": str(resolve_device(params.device)),
+        "map": {"path": prep.raw.path, "sha256": prep.info.get("map_sha256"),
+                "threshold": prep.threshold, "resolution": prep.resolution,
+                "sigmas": list(prep.sigmas), "weights": list(prep.weights),
+                "negative": prep.negative, **{k: v for k, v in prep.info.items()
+                                               if k not in ("map_path", "map_sha256")}},
+        "inputs": input_records,
+        "versions": software_versions(),
+        "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
+        "timing": {"total_s": total, "search_s": outcome.search_seconds,
+                   "per_candidate_s": outcome.seconds,
+                   "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
+                   "search_samples": outcome.search_samples},
+    }
+    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=_json_default))
+    return outcome, record
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+# --- CLI -----------------------------------------------------------------------------------
+
+def add_map_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments that prepare a map (shared by ``fit`` and ``prepare-map``)."""
+    g = p.add_argument_group("map preparation")
+    g.add_argument("--threshold", type=float, help="contour level (map units); default: "
+                   "median of the non-zero voxels for a segmented map, else mean + 2 sd")
+    g.add_argument("--resolution", type=float, help="map resolution in Å (default 3 x voxel)")
+    g.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
+                   "when --threshold/--resolution are not given")
+    g.add_argument("--sigmas", type=float, nargs="+", default=[2.0, 4.0, 8.0],
+                   help="Gaussian smoothing levels in Å (default 2 4 8)")
+    g.add_argument("--negative", type=float, default=-0.5,
+                   help="loss value outside the density footprint (default -0.5)")
+    g.add_argument("--min-island-volume", type=float, default=200.0,
+                   help="drop connected density islands smaller than this (Å³, default 200)")
+
+
+def prepare_from_args(args: argparse.Namespace) -> PreparedMap:
+    """Read and prepare the map named by ``--map`` (or load ``--prepared``)."""
+    if getattr(args, "prepared", None):
+        return load_prepared(args.prepared)
+    threshold, resolution = args.threshold, args.resolution
+    if args.meta:
+        meta_path = Path(args.meta)
+        if not meta_path.exists():
+            raise InputError(f"{meta_path}: map metadata file not found")
+        meta = json.loads(meta_path.read_text())
+        threshold = threshold if threshold is not None else meta.get("contour")
+        resolution = resolution if resolution is not None else meta.get("resolution")
+    dmap: DensityMap = read_map(args.map)
+    return prepare_map(dmap, threshold=threshold, resolution=resolution,
+                       sigmas=tuple(args.sigmas), negative=args.negative,
+                       min_island_volume=args.min_island_volume)
+
+
+def add_fit_arguments(p: argparse.ArgumentParser) -> None:
+    """Register the ``fit`` command's arguments."""
+    d = FitParams()
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--map", help="target map (.mrc/.map/.ccp4, optionally .gz)")
+    src.add_argument("--prepared", help="prepared map (.npz from prepare-map)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("inputs", nargs="+", metavar="MODEL_OR_DIR",
+                   help="structure files (.pdb/.cif, .gz), folders or globs of them, or library "
+                        "shards (.parquet)")
+    add_map_arguments(p)
+    s = p.add_argument_group("search")
+    s.add_argument("--positions", type=int, default=d.positions,
+                   help=f"start positions over the density (default {d.positions})")
+    s.add_argument("--rotations", type=int, default=d.rotations,
+                   help=f"start rotations per position (default {d.rotations})")
+    s.add_argument("--iterations", type=int, default=d.iterations,
+                   help=f"Adam steps (default {d.iterations})")
+    s.add_argument("--atoms", choices=["all", "backbone", "ca"], default=d.atoms,
+                   help="atom set fitted and scored (default all)")
+    s.add_argument("--max-search-atoms", type=int, default=d.max_search_atoms,
+                   help=f"atoms used in the search, evenly spaced (default {d.max_search_atoms})")
+    s.add_argument("--lr", type=float, default=d.lr_trans, dest="lr_trans",
+                   help=f"search step in Å (default {d.lr_trans})")
+    s.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
+    s.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu or cuda")
+    s.add_argument("--max-samples", type=int, default=d.max_samples,
+                   help="atom samples per batch; bounds memory (default 3e6)")
+    r = p.add_argument_group("refinement, clustering and output")
+    r.add_argument("--refine-top", type=int, default=d.refine_top,
+                   help=f"clusters refined, scored and reported per candidate "
+                        f"(default {d.refine_top})")
+    r.add_argument("--refine-iterations", type=int, default=d.refine_iterations)
+    r.add_argument("--cluster-shift", type=float, default=d.cluster_shift,
+                   help="cluster tolerance in Å (default 3)")
+    r.add_argument("--cluster-angle", type=float, default=d.cluster_angle,
+                   help="cluster tolerance in degrees (default 6)")
+    r.add_argument("--min-inside", type=float, default=d.min_inside,
+                   help="fits with fewer atoms inside the contour are 'no fit' (default 0.1)")
+    r.add_argument("--models", type=int, default=d.models,
+                   help="fitted models (mmCIF) written per candidate (default 1; 0 = none)")
+    r.add_argument("--keep-hydrogens", action="store_true")
+    r.add_argument("--keep-waters", action="store_true")
+    r.add_argument("--keep-ligands", action="store_true")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: only on a terminal)")
+
+
+def params_from_args(args: argparse.Namespace) -> FitParams:
+    """Collect :class:`FitParams` from parsed arguments."""
+    names = FitParams.__dataclass_fields__
+    return FitParams(**{k: getattr(args, k) for k in names if hasattr(args, k)})
+
+
+def run_fit_command(args: argparse.Namespace) -> int:
+    """Handler of ``difffit-screen fit``; exit status 1 only when nothing could be fitted."""
+    params = params_from_args(args)
+    for name in ("positions", "rotations", "iterations", "max_search_atoms", "max_samples"):
+        if getattr(params, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
+    try:
+        resolve_device(params.device)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    prep = prepare_from_args(args)
+    outcome, record = run_fit(prep, args.inputs, args.out, params, progress=args.progress)
+    n_fit = len({r["candidate"] for r in outcome.fits})
+    for f in outcome.failures:
+        print(f"difffit-screen fit: skipped {f['candidate']}: {f['reason']}", file=sys.stderr)
+    print(f"fitted {n_fit} candidate(s), {len(outcome.failures)} failure(s) in "
+          f"{record['timing']['total_s']:.1f} s -> {args.out}", file=sys.stderr)
+    return 0 if n_fit > 0 else 1
