@@ -65,6 +65,7 @@ DEFAULT_MAX_SIZE = 600
 DEFAULT_MIN_SEGMENT = 15
 DEFAULT_CONTACT_CUTOFF = 8.0
 DEFAULT_NCUT_MAX = 0.05
+DEFAULT_COMPACT_MAX = 2.0
 DEFAULT_PAE_CUTOFF = 5.0
 DEFAULT_PAE_POWER = 1.0
 DEFAULT_PAE_RESOLUTION = 1.0
@@ -381,25 +382,39 @@ def best_bisection(w: np.ndarray, min_size: int, min_segment: int
     return float(ncut[i, j]), mask
 
 
-def bisect_recursively(w: np.ndarray, min_size: int, max_size: int, min_segment: int,
-                       ncut_max: float) -> np.ndarray:
+def bisect_recursively(w: np.ndarray, xyz: np.ndarray, min_size: int, max_size: int,
+                       min_segment: int, ncut_max: float,
+                       compact_max: float | None = None) -> np.ndarray:
     """Label residues by recursive bisection of the contact graph ``w`` (``(R, R)``).
 
-    A part is split while its best normalised cut is below ``ncut_max``, or, whatever the cut,
-    while it holds more than ``max_size`` residues.
+    A part is split when its best normalised cut is below ``ncut_max / 4``, or below
+    ``ncut_max`` with both halves compact (:func:`compactness` at most ``compact_max``, default
+    :data:`DEFAULT_COMPACT_MAX`), or, whatever the cut, when it holds more than ``max_size``
+    residues. So a rod (a coiled coil, a row of repeats) is cut only where it barely touches.
+
+    Parameters
+    ----------
+    w : np.ndarray
+        ``(R, R)`` contact matrix.
+    xyz : np.ndarray
+        ``(R, 3)`` residue coordinates in Å, for the compactness test.
 
     Returns
     -------
     np.ndarray
         ``(R,)`` int64 labels ``0 .. k-1``.
     """
+    compact_max = DEFAULT_COMPACT_MAX if compact_max is None else compact_max
     labels = np.zeros(len(w), dtype=np.int64)
     stack = [np.arange(len(w))]
     next_label = 1
     while stack:
         idx = stack.pop()
         score, mask = best_bisection(w[np.ix_(idx, idx)], min_size, min_segment)
-        if mask is None or (score >= ncut_max and len(idx) <= max_size):
+        if mask is None:
+            continue
+        compact = max(compactness(xyz[idx[mask]]), compactness(xyz[idx[~mask]])) <= compact_max
+        if not (len(idx) > max_size or score < ncut_max / 4 or (score < ncut_max and compact)):
             continue
         labels[idx[mask]] = next_label
         next_label += 1
@@ -492,34 +507,56 @@ def affinity_to_labels(w: np.ndarray, sel: np.ndarray, labels: np.ndarray) -> np
 
 def absorb_short_segments(labels: np.ndarray, w: np.ndarray, breaks: np.ndarray,
                           min_segment: int) -> np.ndarray:
-    """Give runs shorter than ``min_segment`` to the label they have most affinity with.
+    """Give each run shorter than ``min_segment`` to the domain it has most affinity with.
 
-    Runs are handled shortest first; a run with no affinity outside itself goes to a sequence
-    neighbour's label. A run that is a whole label (a small domain) is left to
-    :func:`merge_small_domains`.
+    A run is a stretch of one label between label changes and ``breaks`` (chain starts, gaps
+    left by trimming or missing residues). Its affinity to each label is the summed ``w`` to
+    that label's other residues; a run with no affinity to anything is dropped (label -1).
+    Repeated until nothing changes.
+
+    Parameters
+    ----------
+    labels : np.ndarray
+        ``(R,)`` labels, -1 for residues left out.
+    w : np.ndarray
+        ``(R, R)`` affinity (contacts or PAE-graph weights).
+    breaks : np.ndarray
+        ``(R,)`` bool, True where a new piece of chain starts.
     """
     labels = labels.copy()
-    for _ in range(len(labels)):
+    for _ in range(10):
+        changed = False
         starts, ends = label_runs(labels, breaks)
-        lengths = ends - starts
-        counts = np.bincount(labels)
-        short = [r for r in np.argsort(lengths, kind="stable")
-                 if lengths[r] < min_segment and counts[labels[starts[r]]] > lengths[r]]
-        if not short:
+        for r in np.argsort(ends - starts, kind="stable"):
+            s, e = starts[r], ends[r]
+            if e - s >= min_segment or labels[s] < 0:
+                continue
+            valid = labels >= 0
+            valid[s:e] = False
+            aff = np.bincount(labels[valid], weights=w[s:e][:, valid].sum(0),
+                              minlength=int(labels.max()) + 1)
+            new = int(np.argmax(aff)) if aff.size and aff.max() > 0 else -1
+            if new != labels[s]:
+                labels[s:e] = new
+                changed = True
+        if not changed:
             break
-        r = short[0]
-        sel = np.arange(starts[r], ends[r])
-        own = labels[starts[r]]
-        aff = affinity_to_labels(w, sel, labels)
-        aff[own] = -1
-        if aff.max() <= 0:
-            nb = starts[r] - 1 if starts[r] > 0 else ends[r]
-            if nb >= len(labels):
-                break
-            aff = np.zeros_like(aff)
-            aff[labels[nb]] = 1
-        labels[sel] = int(np.argmax(aff))
-    return np.unique(labels, return_inverse=True)[1].astype(np.int64)
+    return relabel(labels)
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Renumber labels ``0 .. k-1`` keeping their order; -1 stays -1."""
+    out = np.full(len(labels), -1, dtype=np.int64)
+    valid = labels >= 0
+    out[valid] = np.unique(labels[valid], return_inverse=True)[1]
+    return out
+
+
+def count_pieces(labels: np.ndarray, d: int) -> int:
+    """Number of separate stretches of label ``d`` in ``labels`` once left-out (-1) residues
+    are skipped: 1 for a continuous domain, 2 for the GroEL equatorial domain."""
+    seq = labels[labels >= 0] == d
+    return int(seq[0]) + int(np.count_nonzero(seq[1:] & ~seq[:-1])) if seq.size else 0
 
 
 def merge_small_domains(labels: np.ndarray, w: np.ndarray, min_size: int) -> np.ndarray:
@@ -549,16 +586,19 @@ def merge_small_domains(labels: np.ndarray, w: np.ndarray, min_size: int) -> np.
     return out
 
 
-def split_large_domains(labels: np.ndarray, w: np.ndarray, max_size: int, min_size: int,
-                        min_segment: int) -> np.ndarray:
-    """Bisect domains above ``max_size`` residues at their best cut until none is left."""
+def split_large_domains(labels: np.ndarray, w: np.ndarray, xyz: np.ndarray, max_size: int,
+                        min_size: int, min_segment: int) -> np.ndarray:
+    """Bisect domains above ``max_size`` residues at their best cut until none is left.
+
+    ``w`` is the ``(R, R)`` contact matrix, ``xyz`` the ``(R, 3)`` residue coordinates.
+    """
     labels = labels.copy()
     for c in range(int(labels.max()) + 1 if labels.size else 0):
         idx = np.flatnonzero(labels == c)
         if len(idx) <= max_size:
             continue
-        sub = bisect_recursively(w[np.ix_(idx, idx)], min(min_size, len(idx) // 2), max_size,
-                                 min_segment, ncut_max=-np.inf)
+        sub = bisect_recursively(w[np.ix_(idx, idx)], xyz[idx], min(min_size, len(idx) // 2),
+                                 max_size, min_segment, ncut_max=-np.inf)
         labels[idx[sub > 0]] = labels.max() + sub[sub > 0]
     return labels
 
@@ -579,12 +619,21 @@ def radius_of_gyration(xyz: np.ndarray) -> float:
     return float(np.sqrt(((xyz - xyz.mean(0)) ** 2).sum(1).mean())) if len(xyz) else 0.0
 
 
+def compactness(xyz: np.ndarray) -> float:
+    """Radius of gyration of ``(R, 3)`` residue points over ``2.2 * R**0.38`` Å.
+
+    About 1 for a compact globular domain, 2 or more for rods and extended chains.
+    """
+    return radius_of_gyration(xyz) / (2.2 * max(len(xyz), 1) ** 0.38)
+
+
 # --- top level ---------------------------------------------------------------------------------
 
 def assign_domains(res: Residues, pae: np.ndarray | None = None, min_size: int = DEFAULT_MIN_SIZE,
                    max_size: int = DEFAULT_MAX_SIZE, min_segment: int = DEFAULT_MIN_SEGMENT,
                    contact_cutoff: float = DEFAULT_CONTACT_CUTOFF,
-                   ncut_max: float = DEFAULT_NCUT_MAX, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
+                   ncut_max: float = DEFAULT_NCUT_MAX,
+                   compact_max: float = DEFAULT_COMPACT_MAX, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
                    pae_power: float = DEFAULT_PAE_POWER,
                    pae_resolution: float = DEFAULT_PAE_RESOLUTION) -> np.ndarray:
     """Domain label of each residue of ``res``.
@@ -608,17 +657,18 @@ def assign_domains(res: Residues, pae: np.ndarray | None = None, min_size: int =
         return np.zeros(0, dtype=np.int64)
     contacts = contact_matrix(res.xyz, contact_cutoff)
     breaks = np.zeros(n, dtype=bool)
-    breaks[1:] = res.chain[1:] != res.chain[:-1]
+    breaks[1:] = (res.chain[1:] != res.chain[:-1]) | (np.abs(np.diff(res.res_seq)) > 1)
     if pae is not None:
         labels = cluster_pae(pae, pae_cutoff, pae_power, pae_resolution)
         affinity = pae_graph_weights(pae, pae_cutoff, pae_power) + contacts * 1e-6
     else:
-        labels = bisect_recursively(contacts, min_size, max_size, min_segment, ncut_max)
+        labels = bisect_recursively(contacts, res.xyz, min_size, max_size, min_segment, ncut_max,
+                                    compact_max)
         affinity = contacts
     labels = absorb_short_segments(labels, affinity, breaks, min_segment)
     labels = merge_small_domains(labels, affinity, min_size)
     if (labels >= 0).any():
-        labels = split_large_domains(labels, contacts, max_size, min_size, min_segment)
+        labels = split_large_domains(labels, contacts, res.xyz, max_size, min_size, min_segment)
     return order_labels(labels)
 
 
@@ -697,7 +747,8 @@ def split_domains(
             method=method,
             plddt_min=float(plddt_min) if (predicted and plddt_min is not None) else None,
             mean_plddt=float(res_all.plddt[members].mean()),
-            compactness=radius_of_gyration(res_all.xyz[members]) / (2.2 * len(members) ** 0.38),
+            compactness=compactness(res_all.xyz[members]),
+            n_pieces=count_pieces(labels, d),
         )
         out.append(dom)
     return out
