@@ -49,9 +49,28 @@ def _run_fit(args: argparse.Namespace) -> int:
     return run_fit_command(args)
 
 
+# --- report ----------------------------------------------------------------------------------
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from .report import add_report_arguments
+
+    p = sub.add_parser("report", help="write the HTML review, top-hit models and a ChimeraX script",
+                       description="Write RESULTS/report/: index.html (ranking, significance, "
+                                   "pictures of the top hits in the density, run record), the top "
+                                   "hits as mmCIF in the map frame and top_hits.cxc for ChimeraX.")
+    add_report_arguments(p)
+    p.set_defaults(handler=_run_report)
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from .report import run_report_command
+
+    return run_report_command(args)
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
-_COMMANDS = [_add_fit]
+_COMMANDS = [_add_fit, _add_report]
 
 
 def main(argv: list[str] | None = None) -> int:
