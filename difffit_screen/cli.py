@@ -68,9 +68,27 @@ def _run_report(args: argparse.Namespace) -> int:
     return run_report_command(args)
 
 
+# --- domains -----------------------------------------------------------------------------------
+
+def _add_domains(sub: argparse._SubParsersAction) -> None:
+    from .domains import add_domains_arguments
+
+    p = sub.add_parser("domains", help="trim low-pLDDT residues and split models into domains",
+                       description="Split predicted models (or any structures) into compact "
+                                   "domain candidates <name>_D<n>.cif, using PAE when given.")
+    add_domains_arguments(p)
+    p.set_defaults(handler=_run_domains)
+
+
+def _run_domains(args: argparse.Namespace) -> int:
+    from .domains import run_domains_command
+
+    return run_domains_command(args)
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
-_COMMANDS = [_add_fit, _add_report]
+_COMMANDS = [_add_fit, _add_report, _add_domains]
 
 
 def main(argv: list[str] | None = None) -> int:
