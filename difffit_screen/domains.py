@@ -34,9 +34,10 @@ Steps (:func:`split_domains`)
 4. Each domain becomes an :class:`Atoms` named ``<accession or parent name>_D<n>``, ``n`` from 1
    in sequence order of each domain's first residue, with ``meta`` keys ``parent``,
    ``residue_ranges`` (``"A:1-133,A:409-523"``), ``domain_index``, ``n_domains``, ``n_residues``,
-   ``method``, ``mean_plddt``, ``compactness`` (radius of gyration over ``2.2 * n**0.38`` Å, about
-   1 for a compact globule) and ``plddt_min`` (the cut-off applied, or ``None``), besides the
-   parent's own keys (``accession`` ...).
+   ``n_pieces`` (stretches once trimmed residues are skipped: 2 for a domain interrupted by
+   another), ``method``, ``mean_plddt``, ``compactness`` (radius of gyration over
+   ``2.2 * n**0.38`` Å, about 1 for a compact globule) and ``plddt_min`` (the cut-off applied,
+   or ``None``), besides the parent's own keys (``accession`` ...).
 
 Residues are the polymer residues of the model in file order (the order of the PAE matrix rows).
 """
@@ -762,8 +763,8 @@ def _take_residues(res: Residues, idx: np.ndarray) -> Residues:
 # --- files and the ``domains`` command ---------------------------------------------------------
 
 TABLE_COLUMNS = ("name", "parent", "accession", "domain_index", "n_domains", "residue_ranges",
-                 "n_residues", "n_atoms", "n_segments", "mean_plddt", "compactness", "method",
-                 "plddt_min", "pae_file", "source", "path")
+                 "n_residues", "n_atoms", "n_segments", "n_pieces", "mean_plddt", "compactness",
+                 "method", "plddt_min", "pae_file", "source", "path")
 
 
 def sniff_predicted(path: str | os.PathLike, n_bytes: int = 8192) -> bool:
@@ -807,6 +808,7 @@ def domain_row(dom: Atoms, path: str = "", pae_file: str = "") -> dict:
         "n_domains": int(meta.get("n_domains", 0)), "residue_ranges": ranges,
         "n_residues": int(meta.get("n_residues", 0)), "n_atoms": len(dom),
         "n_segments": len(ranges.split(",")) if ranges else 0,
+        "n_pieces": int(meta.get("n_pieces", 0)),
         "mean_plddt": float(meta.get("mean_plddt", np.nan)),
         "compactness": float(meta.get("compactness", np.nan)),
         "method": meta.get("method", ""),
@@ -822,7 +824,7 @@ def write_domain_table(rows: list[dict], path: str | os.PathLike) -> Path:
 
     path = Path(path)
     cols = {c: [r[c] for r in rows] for c in TABLE_COLUMNS}
-    int_cols = {"domain_index", "n_domains", "n_residues", "n_atoms", "n_segments"}
+    int_cols = {"domain_index", "n_domains", "n_residues", "n_atoms", "n_segments", "n_pieces"}
     float_cols = {"mean_plddt", "compactness", "plddt_min"}
     arrays = {c: pa.array(v, type=pa.int64() if c in int_cols else
                           pa.float64() if c in float_cols else pa.string())
