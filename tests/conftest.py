@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fixture_server import FixtureServer  # noqa: E402
+from fixture_server import FixtureServer
 
 
 @pytest.fixture(scope="session")

@@ -3,16 +3,16 @@
 One threaded stdlib server mounts every service under its own prefix, so a test (or the workflow
 test) points the package's base URLs at it with :meth:`FixtureServer.urls`:
 
-=================  ======================================  ===========================================
-service            base URL (real)                         here
-=================  ======================================  ===========================================
-AFDB API           https://alphafold.ebi.ac.uk/api         ``{base}/afdb/api``
-AFDB files         https://alphafold.ebi.ac.uk/files       ``{base}/afdb/files``
-UniProt REST       https://rest.uniprot.org                ``{base}/uniprot``
-RCSB files         https://files.rcsb.org                  ``{base}/rcsb``
-EMDB API           https://www.ebi.ac.uk/emdb/api          ``{base}/emdb/api``
-EMDB files         https://ftp.ebi.ac.uk/pub/databases/emdb ``{base}/emdb/files``
-=================  ======================================  ===========================================
+=============  ==========================================  =======================
+service        base URL (real)                             here
+=============  ==========================================  =======================
+AFDB API       ``https://alphafold.ebi.ac.uk/api``         ``{base}/afdb/api``
+AFDB files     ``https://alphafold.ebi.ac.uk/files``       ``{base}/afdb/files``
+UniProt REST   ``https://rest.uniprot.org``                ``{base}/uniprot``
+RCSB files     ``https://files.rcsb.org``                  ``{base}/rcsb``
+EMDB API       ``https://www.ebi.ac.uk/emdb/api``          ``{base}/emdb/api``
+EMDB files     ``https://ftp.ebi.ac.uk/pub/databases/emdb`` ``{base}/emdb/files``
+=============  ==========================================  =======================
 
 A URL path maps to a file under ``tests/data/services/``: the path itself, else the path plus
 ``.json``, else the path plus ``.gz`` served decompressed (the fixtures are stored gzipped). The
@@ -71,7 +71,7 @@ class FixtureServer:
         self._faults: dict[str, deque[Fault]] = {}
         self._always: dict[str, Fault] = {}
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._httpd = _QuietServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -154,6 +154,16 @@ class FixtureServer:
         fmt = params.get("format", ["list"])[0]
         path = self.root / "uniprot" / "uniprotkb" / "stream" / f"{match.group(1)}.{fmt}"
         return path.read_bytes() if path.is_file() else None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Threaded server that does not print clients hanging up (truncated-body tests do)."""
+
+    def handle_error(self, request, client_address) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def _content_type(path: str) -> str:
