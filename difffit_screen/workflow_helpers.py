@@ -1,0 +1,428 @@
+"""Helpers of the Snakemake workflow: config → file names, shard counts, library specs, shards.
+
+The rules in ``workflow/rules/*.smk`` stay declarative: they name files and call the
+``difffit-screen`` CLI. Everything that needs logic lives here, so it is unit-testable without
+Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpers CMD``:
+
+``write-spec``
+    write the library spec JSON that ``difffit-screen fetch`` reads;
+``split-library``
+    assign the fetched candidates to the N shard buckets (sticky, atom-balanced: see
+    :func:`assign_buckets`) and write one small key file per bucket;
+``bucket-manifest``
+    cut the rows of one bucket out of the library manifest for ``difffit-screen pack``;
+``top-hits``
+    write the first ranks of ``ranking.parquet`` as TSV for Snakemake's HTML report.
+
+Incremental screens
+-------------------
+A bucket key file lists ``candidate<TAB>sha256`` of its candidates, sorted, and nothing else. It
+is rewritten byte for byte identical as long as its candidates are unchanged, and Snakemake, after
+the ``split_library`` checkpoint has run, compares the checksum of each key file with the one it
+recorded when that bucket was last packed. So adding candidates to a library re-packs and re-fits
+only the buckets that received them. Buckets are *sticky*: a candidate keeps the bucket it was
+given (the assignment is kept in ``<library>/shard_assignment.tsv``) and new candidates go to the
+lightest bucket, heaviest first, so the buckets stay balanced by atom count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import json
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+URL_KEYS = ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files", "emdb_api", "emdb_files")
+FETCH_URL_KEYS = ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files")
+MAP_URL_KEYS = ("emdb_api", "emdb_files")
+ID_COLUMNS = ("candidate", "id", "name", "entry", "accession")
+HASH_COLUMNS = ("sha256", "checksum", "hash")
+WEIGHT_COLUMNS = ("n_atoms", "atoms", "n_residues", "bytes", "size", "file_size")
+PATH_COLUMNS = ("path", "file", "local_path", "cache_path")
+ASSIGNMENT_FILE = "shard_assignment.tsv"
+
+
+class ConfigError(ValueError):
+    """A config value the schema cannot catch; the message names the key."""
+
+
+# --- config --------------------------------------------------------------------------------------
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Check what the JSON schema cannot: the cross-field rules of a screen's config.
+
+    Raises
+    ------
+    ConfigError
+        Naming the offending key.
+    """
+    map_cfg = config.get("map") or {}
+    if bool(map_cfg.get("path")) == bool(map_cfg.get("emdb")):
+        raise ConfigError("config key 'map': give exactly one of 'map.path' (a local MRC file) "
+                          "or 'map.emdb' (an EMDB id such as EMD-1234)")
+    lib = config.get("library") or {}
+    afdb = lib.get("afdb") or {}
+    pdb = lib.get("pdb") or {}
+    if not (lib.get("local") or afdb.get("accessions") or afdb.get("proteome")
+            or pdb.get("entries")):
+        raise ConfigError("config key 'library': no candidates; give at least one of "
+                          "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
+                          "or 'library.pdb.entries'")
+    shards = config.get("shards") or {}
+    if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
+        raise ConfigError("config key 'shards': give 'shards.count' or "
+                          "'shards.candidates_per_shard', not both")
+
+
+def resolve_local_files(patterns: Iterable[str]) -> list[str]:
+    """Expand ``library.local`` globs (``~`` and ``**`` allowed) to a sorted list of files.
+
+    A pattern that is a plain path is kept even when the file is missing, so that the fetch step
+    reports it in the failures table instead of silently dropping it.
+    """
+    files: set[str] = set()
+    for pattern in patterns:
+        pattern = os.path.expanduser(str(pattern))
+        if glob.has_magic(pattern):
+            files.update(p for p in glob.glob(pattern, recursive=True) if os.path.isfile(p))
+        else:
+            files.add(pattern)
+    return sorted(files)
+
+
+def library_spec(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The spec JSON of ``difffit-screen fetch`` for this config (local globs resolved)."""
+    lib = config.get("library") or {}
+    afdb = lib.get("afdb") or {}
+    pdb = lib.get("pdb") or {}
+    urls = config.get("urls") or {}
+    spec: dict[str, Any] = {
+        "afdb": {"accessions": sorted(set(afdb.get("accessions") or [])),
+                 "proteome": afdb.get("proteome"),
+                 "pae": bool(afdb.get("pae", False))},
+        "pdb": {"entries": sorted(set(pdb.get("entries") or [])),
+                "unique_chains": bool(pdb.get("unique_chains", True))},
+        "local": resolve_local_files(lib.get("local") or []),
+        "urls": {k: urls[k] for k in FETCH_URL_KEYS if urls.get(k)},
+    }
+    return spec
+
+
+def spec_digest(spec: Mapping[str, Any]) -> str:
+    """Short stable hash of a library spec (names an unnamed library)."""
+    blob = json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def library_name(config: Mapping[str, Any]) -> str:
+    """``library.name``, else ``lib-<hash of the spec and pack options>``."""
+    lib = config.get("library") or {}
+    if lib.get("name"):
+        return str(lib["name"])
+    spec = library_spec(config)
+    spec["pack"] = pack_options(config)
+    return f"lib-{spec_digest(spec)}"
+
+
+def library_dir(config: Mapping[str, Any]) -> str:
+    """The library store of this config: ``<library.root>/<library name>``."""
+    lib = config.get("library") or {}
+    root = str(lib.get("root") or "resources/library").rstrip("/")
+    return f"{root}/{library_name(config)}"
+
+
+def library_size_hint(config: Mapping[str, Any], manifest: str | None = None) -> int | None:
+    """Number of candidates known before fetching, or from an existing manifest.
+
+    ``None`` when the library holds a proteome and no manifest was written yet.
+    """
+    if manifest and os.path.exists(manifest):
+        import pyarrow.parquet as pq
+
+        return pq.read_metadata(manifest).num_rows
+    spec = library_spec(config)
+    if spec["afdb"]["proteome"]:
+        return None
+    return len(spec["local"]) + len(spec["afdb"]["accessions"]) + len(spec["pdb"]["entries"])
+
+
+def n_shards(config: Mapping[str, Any], manifest: str | None = None) -> int:
+    """Number of shard jobs: ``shards.count``, or the library size / ``candidates_per_shard``.
+
+    The profile's ``set-scatter: {shard: N}`` overrides either.
+    """
+    shards = config.get("shards") or {}
+    per = shards.get("candidates_per_shard")
+    if per:
+        size = library_size_hint(config, manifest)
+        if size is None:
+            return int(shards.get("count") or 4)
+        return max(1, math.ceil(size / int(per)))
+    return max(1, int(shards.get("count") or 4))
+
+
+def pack_options(config: Mapping[str, Any]) -> str:
+    """Options of ``difffit-screen pack`` from ``library.prepare`` / ``library.plddt_min``."""
+    lib = config.get("library") or {}
+    opts = []
+    if lib.get("prepare"):
+        opts += ["--prepare", str(lib["prepare"])]
+    if lib.get("plddt_min") is not None:
+        opts += ["--plddt-min", str(lib["plddt_min"])]
+    return " ".join(opts)
+
+
+def url_options(config: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """``--afdb-api URL ...`` options for the configured base URLs among ``keys``."""
+    urls = config.get("urls") or {}
+    return " ".join(f"--{k.replace('_', '-')} {urls[k]}" for k in keys if urls.get(k))
+
+
+def fit_options(config: Mapping[str, Any]) -> str:
+    """Options of ``difffit-screen fit`` from the ``fit`` section (unset ones keep CLI defaults)."""
+    fit = config.get("fit") or {}
+    opts = []
+    for key in ("positions", "rotations", "iterations", "atoms", "seed", "device", "models"):
+        if fit.get(key) is not None:
+            opts += [f"--{key}", str(fit[key])]
+    if fit.get("extra"):
+        opts.append(str(fit["extra"]))
+    return " ".join(opts)
+
+
+def map_options(config: Mapping[str, Any]) -> str:
+    """``--threshold`` / ``--resolution`` options of ``difffit-screen prepare-map``."""
+    m = config.get("map") or {}
+    opts = []
+    for key in ("threshold", "resolution"):
+        if m.get(key) is not None:
+            opts += [f"--{key}", str(m[key])]
+    if m.get("extra"):
+        opts.append(str(m["extra"]))
+    return " ".join(opts)
+
+
+def emdb_id(config: Mapping[str, Any]) -> str | None:
+    """The map's EMDB id normalised to ``EMD-<digits>``, or None."""
+    value = (config.get("map") or {}).get("emdb")
+    if not value:
+        return None
+    value = str(value).upper().replace("_", "-")
+    digits = value.removeprefix("EMD-")
+    if not digits.isdigit():
+        raise ConfigError(f"config key 'map.emdb': {value!r} is not an EMDB id like EMD-1234")
+    return f"EMD-{digits}"
+
+
+def write_spec(spec: Mapping[str, Any] | str, out: str | os.PathLike) -> None:
+    """Write the library spec JSON (sorted keys, so an unchanged spec gives the same bytes)."""
+    if isinstance(spec, str):
+        spec = json.loads(spec)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(spec, indent=1, sort_keys=True) + "\n")
+
+
+# --- shards --------------------------------------------------------------------------------------
+
+def _pick(columns: Sequence[str], names: Sequence[str]) -> str | None:
+    lower = {c.lower(): c for c in columns}
+    for name in names:
+        if name in lower:
+            return lower[name]
+    return None
+
+
+def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
+    """One ``{"key", "candidate", "sha256", "weight"}`` per manifest row.
+
+    ``key`` identifies a candidate's content (its id, and its sha256 when the manifest has one);
+    ``weight`` is its atom count when known, else the file size, else 1 (used for balancing).
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(manifest)
+    cols = table.column_names
+    id_col = _pick(cols, ID_COLUMNS) or _pick(cols, PATH_COLUMNS)
+    if id_col is None:
+        raise ValueError(f"{manifest}: no candidate id column (looked for {ID_COLUMNS})")
+    sha_col = _pick(cols, HASH_COLUMNS)
+    weight_col = _pick(cols, WEIGHT_COLUMNS)
+    path_col = _pick(cols, PATH_COLUMNS)
+    rows = []
+    for r in table.to_pylist():
+        cand = str(r[id_col])
+        sha = str(r[sha_col]) if sha_col and r.get(sha_col) else ""
+        weight = r.get(weight_col) if weight_col else None
+        if weight is None and path_col and r.get(path_col) and os.path.exists(str(r[path_col])):
+            weight = os.path.getsize(str(r[path_col]))
+        rows.append({"key": f"{cand}\t{sha}", "candidate": cand, "sha256": sha,
+                     "weight": float(weight) if weight else 1.0})
+    return rows
+
+
+def assign_buckets(rows: Sequence[Mapping[str, Any]], n: int,
+                   previous: Mapping[str, int] | None = None) -> dict[str, int]:
+    """Assign candidates to ``n`` buckets (0-based), balanced by weight and sticky.
+
+    Candidates in ``previous`` keep their bucket (when it is < ``n``); the others are placed
+    heaviest first into the currently lightest bucket (LPT), ties broken by candidate id, so the
+    result is deterministic. A candidate is identified by its id alone here, so a candidate whose
+    file changed keeps its bucket (and that bucket is re-fitted because its key file changed).
+    """
+    previous = previous or {}
+    load = [0.0] * n
+    out: dict[str, int] = {}
+    fresh = []
+    for r in rows:
+        b = previous.get(r["candidate"])
+        if b is not None and 0 <= b < n and r["candidate"] not in out:
+            out[r["candidate"]] = b
+            load[b] += r["weight"]
+        elif r["candidate"] not in out:
+            fresh.append(r)
+    for r in sorted(fresh, key=lambda r: (-r["weight"], r["candidate"])):
+        if r["candidate"] in out:
+            continue
+        b = min(range(n), key=lambda i: (load[i], i))
+        out[r["candidate"]] = b
+        load[b] += r["weight"]
+    return out
+
+
+def read_assignment(path: str | os.PathLike, n: int) -> dict[str, int]:
+    """The sticky assignment written by :func:`split_library` (empty if absent or for another n)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    lines = path.read_text().splitlines()
+    if not lines or lines[0] != f"# shards\t{n}":
+        return {}
+    out = {}
+    for line in lines[1:]:
+        if line and not line.startswith("#"):
+            cand, bucket = line.rsplit("\t", 1)
+            out[cand] = int(bucket)
+    return out
+
+
+def split_library(manifest: str | os.PathLike, outs: Sequence[str | os.PathLike],
+                  assignment: str | os.PathLike | None = None) -> list[int]:
+    """Write one bucket key file per output (``candidate<TAB>sha256`` lines, sorted).
+
+    Returns the number of candidates per bucket.
+    """
+    n = len(outs)
+    rows = manifest_keys(manifest)
+    if assignment is None:
+        assignment = Path(outs[0]).parent.parent / ASSIGNMENT_FILE
+    previous = read_assignment(assignment, n)
+    buckets = assign_buckets(rows, n, previous)
+    keys: list[set[str]] = [set() for _ in range(n)]
+    for r in rows:
+        keys[buckets[r["candidate"]]].add(r["key"])
+    for out, ks in zip(outs, keys, strict=True):
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text("".join(k + "\n" for k in sorted(ks)))
+    current = {r["candidate"] for r in rows}
+    keep = {c: b for c, b in {**previous, **buckets}.items() if c in current}
+    tmp = Path(str(assignment) + ".part")
+    tmp.write_text(f"# shards\t{n}\n" + "".join(f"{c}\t{b}\n" for c, b in sorted(keep.items())))
+    os.replace(tmp, assignment)
+    return [len(k) for k in keys]
+
+
+def bucket_manifest(manifest: str | os.PathLike, bucket: str | os.PathLike,
+                    out: str | os.PathLike) -> int:
+    """Write the manifest rows of one bucket (as listed in its key file); returns the row count."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wanted = {line for line in Path(bucket).read_text().splitlines() if line}
+    table = pq.read_table(manifest)
+    rows = manifest_keys(manifest)
+    mask = pa.array([r["key"] in wanted for r in rows], type=pa.bool_())
+    sub = table.filter(mask)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(str(out) + ".part")
+    pq.write_table(sub, tmp, compression="zstd")
+    os.replace(tmp, out)
+    return sub.num_rows
+
+
+def shard_dirs(paths: Iterable[str]) -> list[str]:
+    """The shard folders of a list of per-shard files (``results/shards/<i>-of-<n>/fits.parquet``)."""
+    return [os.path.dirname(str(p)) for p in paths]
+
+
+TOP_HIT_COLUMNS = ("rank", "candidate", "score", "zscore", "qvalue", "hits", "fit_ok",
+                   "inside_fraction", "correlation", "n_atoms", "n_residues", "accession")
+
+
+def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:
+    """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ranking)
+    cols = [c for c in TOP_HIT_COLUMNS if c in table.column_names]
+    rows = table.select(cols).slice(0, n).to_pylist()
+
+    def fmt(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as fh:
+        fh.write("\t".join(cols) + "\n")
+        for r in rows:
+            fh.write("\t".join(fmt(r[c]) for c in cols) + "\n")
+    return len(rows)
+
+
+# --- command line (the rules' glue steps) ----------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m difffit_screen.workflow_helpers CMD ...``: the workflow's glue steps."""
+    p = argparse.ArgumentParser(prog="python -m difffit_screen.workflow_helpers",
+                                description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("write-spec", help="write the library spec JSON")
+    s.add_argument("--spec", required=True, help="the spec as a JSON string")
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("split-library", help="assign candidates to shard buckets")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--assignment", default=None, help="sticky assignment file")
+    s.add_argument("--out", nargs="+", required=True, help="one key file per bucket")
+    s = sub.add_parser("bucket-manifest", help="the manifest rows of one bucket")
+    s.add_argument("--manifest", required=True)
+    s.add_argument("--bucket", required=True)
+    s.add_argument("--out", required=True)
+    s = sub.add_parser("top-hits", help="first ranks as TSV")
+    s.add_argument("--ranking", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("-n", type=int, default=25)
+    args = p.parse_args(argv)
+    if args.cmd == "write-spec":
+        write_spec(args.spec, args.out)
+    elif args.cmd == "split-library":
+        counts = split_library(args.manifest, args.out, args.assignment)
+        print(f"split {sum(counts)} candidates into {len(counts)} buckets: {counts}",
+              file=sys.stderr)
+    elif args.cmd == "bucket-manifest":
+        n = bucket_manifest(args.manifest, args.bucket, args.out)
+        print(f"{args.bucket}: {n} manifest rows", file=sys.stderr)
+    elif args.cmd == "top-hits":
+        write_top_hits(args.ranking, args.out, args.n)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,58 @@
+# Config -> file names, shard count and resource callables. All logic lives in the package
+# (difffit_screen.workflow_helpers); this file only binds it to the workflow.
+
+from difffit_screen import workflow_helpers as wh
+
+wh.check_config(config)
+
+LIB = wh.library_dir(config)
+CACHE = config["library"]["cache"]
+EMDB = wh.emdb_id(config)
+MAP = config["map"]["path"] or f"resources/maps/{EMDB}/map.mrc.gz"
+PREPARED = "results/map/prepared.npz"
+
+
+scattergather:
+    shard=wh.n_shards(config, f"{LIB}/manifest.parquet"),
+
+
+wildcard_constraints:
+    scatteritem=r"\d+-of-\d+",
+
+
+def get_final_output():
+    """The files of a finished screen."""
+    out = [
+        "results/ranking.parquet",
+        "results/fits.parquet",
+        "results/failures.parquet",
+        "results/top_hits.tsv",
+    ]
+    if config["report"]["enabled"]:
+        out.append("results/report/index.html")
+    return out
+
+
+def get_map_meta():
+    """EMDB metadata of a fetched map (resolution, contour); nothing for a local map."""
+    return [f"resources/maps/{EMDB}/meta.json"] if EMDB else []
+
+
+def get_meta_option(wildcards, input):
+    """The --meta option of prepare-map when the map came from EMDB."""
+    return f"--meta {input.meta}" if input.get("meta") else ""
+
+
+def get_shard_dirs(wildcards, input):
+    """The shard folders that `difffit-screen aggregate` reads."""
+    return " ".join(wh.shard_dirs(input.fits))
+
+
+def get_fit_mem_mb(wildcards, attempt):
+    """Memory of a fit job, growing by half with every retry (profiles may override)."""
+    return int(8000 * 1.5 ** (attempt - 1))
+
+
+def get_fit_gpus(wildcards):
+    """One GPU per shard job, none when the config forces the CPU."""
+    return 0 if config["fit"]["device"] == "cpu" else 1

@@ -1,0 +1,80 @@
+# The library store <library.root>/<name>/: spec -> fetch (manifest) -> split into shard
+# buckets (checkpoint) -> pack one typed Parquet shard per bucket. Reused by every screen
+# that names the same library.
+
+
+localrules:
+    library_spec,
+    fetch_library,
+    split_library,
+
+
+rule library_spec:
+    output:
+        f"{LIB}/spec.json",
+    log:
+        f"{LIB}/logs/library_spec.log",
+    conda:
+        "../envs/difffit_screen.yaml"
+    params:
+        spec=wh.library_spec(config),
+    shell:
+        "python -m difffit_screen.workflow_helpers write-spec --spec {params.spec:q}"
+        " --out {output} > {log} 2>&1"
+
+
+rule fetch_library:
+    input:
+        spec=f"{LIB}/spec.json",
+        local=wh.library_spec(config)["local"],
+    output:
+        manifest=f"{LIB}/manifest.parquet",
+        failures=f"{LIB}/fetch_failures.parquet",
+    log:
+        f"{LIB}/logs/fetch_library.log",
+    retries: 2
+    conda:
+        "../envs/difffit_screen.yaml"
+    params:
+        cache=CACHE,
+        urls=wh.url_options(config, wh.FETCH_URL_KEYS),
+    shell:
+        "difffit-screen fetch --spec {input.spec} --cache {params.cache}"
+        " --manifest {output.manifest} --failures {output.failures} {params.urls}"
+        " > {log} 2>&1"
+
+
+# A checkpoint, so that after it has run Snakemake re-checks which buckets changed (by
+# checksum) and packs and fits only those: adding candidates re-fits only their shards.
+checkpoint split_library:
+    input:
+        f"{LIB}/manifest.parquet",
+    output:
+        scatter.shard(f"{LIB}/buckets/{{scatteritem}}.tsv"),
+    log:
+        f"{LIB}/logs/split_library.log",
+    conda:
+        "../envs/difffit_screen.yaml"
+    shell:
+        "python -m difffit_screen.workflow_helpers split-library --manifest {input} --out {output} > {log} 2>&1"
+
+
+rule pack_shard:
+    input:
+        bucket=f"{LIB}/buckets/{{scatteritem}}.tsv",
+        manifest=ancient(f"{LIB}/manifest.parquet"),
+    output:
+        manifest=f"{LIB}/shards/{{scatteritem}}.manifest.parquet",
+        shard=f"{LIB}/shards/{{scatteritem}}.parquet",
+        failures=f"{LIB}/shards/{{scatteritem}}.failures.parquet",
+    log:
+        f"{LIB}/logs/pack_shard/{{scatteritem}}.log",
+    conda:
+        "../envs/difffit_screen.yaml"
+    params:
+        options=wh.pack_options(config),
+    shell:
+        "(python -m difffit_screen.workflow_helpers bucket-manifest --manifest {input.manifest} --bucket {input.bucket}"
+        " --out {output.manifest}"
+        " && difffit-screen pack --manifest {output.manifest} --failures {output.failures}"
+        " --out {output.shard} {params.options}) > {log} 2>&1"
