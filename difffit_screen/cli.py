@@ -86,9 +86,61 @@ def _run_domains(args: argparse.Namespace) -> int:
     return run_domains_command(args)
 
 
+# --- fetch / fetch-map / pack (library) --------------------------------------------------------
+
+def _add_fetch(sub: argparse._SubParsersAction) -> None:
+    from .library import add_fetch_arguments
+
+    p = sub.add_parser("fetch", help="fetch a candidate library into a cache, write its manifest",
+                       description="Fetch AlphaFold DB models (accessions or a UniProt proteome), "
+                                   "RCSB entries (split into chains) and local files into a "
+                                   "shared cache; write the manifest and the failures table.")
+    add_fetch_arguments(p)
+    p.set_defaults(handler=_run_fetch)
+
+
+def _run_fetch(args: argparse.Namespace) -> int:
+    from .library import run_fetch_command
+
+    return run_fetch_command(args)
+
+
+def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
+    from .library import add_fetch_map_arguments
+
+    p = sub.add_parser("fetch-map", help="download an EMDB map and its resolution/contour",
+                       description="Download an EMDB map; read its resolution and recommended "
+                                   "contour from the EMDB API unless given.")
+    add_fetch_map_arguments(p)
+    p.set_defaults(handler=_run_fetch_map)
+
+
+def _run_fetch_map(args: argparse.Namespace) -> int:
+    from .library import run_fetch_map_command
+
+    return run_fetch_map_command(args)
+
+
+def _add_pack(sub: argparse._SubParsersAction) -> None:
+    from .store import add_pack_arguments
+
+    p = sub.add_parser("pack", help="pack a fetched library into balanced shard files",
+                       description="Parse the manifest's structures once and pack them (whole, "
+                                   "as domains, or both) into the given shard Parquet files, "
+                                   "balanced by atom count.")
+    add_pack_arguments(p)
+    p.set_defaults(handler=_run_pack)
+
+
+def _run_pack(args: argparse.Namespace) -> int:
+    from .store import run_pack_command
+
+    return run_pack_command(args)
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
-_COMMANDS = [_add_fit, _add_report, _add_domains]
+_COMMANDS = [_add_fit, _add_report, _add_domains, _add_fetch, _add_fetch_map, _add_pack]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,421 @@
+"""The library store: parsed candidates packed into shard Parquet files.
+
+A library is parsed once (:func:`pack_library`) into ``N`` shard files, and every screen against
+any map reads the shards (:func:`read_shard`), so a fitting job never parses PDB/mmCIF text.
+
+One row per candidate (:data:`STORE_SCHEMA`): its per-atom arrays as list columns (``xyz`` is the
+flat ``[x0, y0, z0, x1, ...]`` float32 list, Å), and its provenance (``candidate``,
+``source_kind`` afdb/pdb/local, ``accession``, ``version``, ``sha256`` of the source file,
+``source`` (URL or path), ``url``, ``path``, ``parent`` and ``residue_ranges`` of a domain,
+``n_atoms``, ``n_residues``; other ``Atoms.meta`` keys as JSON in ``meta_json``).
+
+Shards are balanced by atom count: candidates sorted by atoms (descending, then by packing
+order) go one by one to the lightest shard (lowest index on ties), so the assignment is
+deterministic. A shard that gets no candidate is still written, as an empty table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import InputError
+from .structures import Atoms, read_structure
+from .tables import FAILURES_SCHEMA, SCHEMA_VERSION, table_from_rows, write_table
+
+log = logging.getLogger(__name__)
+
+PROVENANCE_KEYS = ("source_kind", "accession", "version", "sha256", "parent", "residue_ranges",
+                   "url", "path")
+ATOM_COLUMNS = {  # Atoms attribute (and column) -> (arrow value type, numpy dtype)
+    "xyz": (pa.float32(), np.float32),
+    "element": (pa.string(), str),
+    "atom_name": (pa.string(), str),
+    "res_name": (pa.string(), str),
+    "res_seq": (pa.int32(), np.int32),
+    "chain": (pa.string(), str),
+    "ins_code": (pa.string(), str),
+    "b_iso": (pa.float32(), np.float32),
+    "polymer": (pa.bool_(), bool),
+}
+STORE_SCHEMA = pa.schema(
+    [pa.field("candidate", pa.string(), nullable=False),
+     *[pa.field(key, pa.string()) for key in PROVENANCE_KEYS],
+     pa.field("source", pa.string()),
+     pa.field("n_atoms", pa.int32()),
+     pa.field("n_residues", pa.int32()),
+     pa.field("meta_json", pa.string()),
+     *[pa.field(name, pa.list_(arrow)) for name, (arrow, _) in ATOM_COLUMNS.items()]],
+    metadata={"difffit_screen.table": "store",
+              "difffit_screen.schema_version": SCHEMA_VERSION},
+)
+INDEX_COLUMNS = [f.name for f in STORE_SCHEMA if f.name not in ATOM_COLUMNS]
+PREPARE_MODES = ("full", "domains", "both")
+
+Prepare = Callable[[Atoms, "str | None"], list[Atoms]]
+
+
+# --- Atoms <-> Arrow ---------------------------------------------------------------------------
+
+def count_residues(atoms: Atoms) -> int:
+    """Number of residues: runs of atoms with the same chain, number and insertion code."""
+    if len(atoms) == 0:
+        return 0
+    keys = np.rec.fromarrays([atoms.chain, atoms.res_seq, atoms.ins_code])
+    return int(np.count_nonzero(keys[1:] != keys[:-1]) + 1)
+
+
+def atoms_to_table(atoms_list: Sequence[Atoms]) -> pa.Table:
+    """Pack candidates into a :data:`STORE_SCHEMA` table, one row each.
+
+    ``meta`` keys in :data:`PROVENANCE_KEYS` become columns (missing ones null); other keys go to
+    ``meta_json`` (their values must be JSON-serialisable).
+    """
+    counts = np.array([len(a) for a in atoms_list], dtype=np.int64)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(counts)]).astype(np.int32))
+    columns: dict[str, pa.Array] = {
+        "candidate": pa.array([a.name for a in atoms_list], pa.string()),
+        **{key: pa.array([_opt_str(a.meta.get(key)) for a in atoms_list], pa.string())
+           for key in PROVENANCE_KEYS},
+        "source": pa.array([a.source for a in atoms_list], pa.string()),
+        "n_atoms": pa.array(counts.astype(np.int32), pa.int32()),
+        "n_residues": pa.array([count_residues(a) for a in atoms_list], pa.int32()),
+        "meta_json": pa.array([_extra_meta_json(a.meta) for a in atoms_list], pa.string()),
+    }
+    xyz_offsets = pa.array(np.concatenate([[0], np.cumsum(counts * 3)]).astype(np.int32))
+    for name, (arrow, dtype) in ATOM_COLUMNS.items():
+        parts = [np.asarray(getattr(a, name), dtype=dtype).ravel() for a in atoms_list]
+        flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
+        values = pa.array(flat.tolist() if dtype is str else flat, arrow)
+        columns[name] = pa.ListArray.from_arrays(xyz_offsets if name == "xyz" else offsets,
+                                                 values)
+    return pa.Table.from_arrays([columns[f.name] for f in STORE_SCHEMA], schema=STORE_SCHEMA)
+
+
+def _opt_str(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _extra_meta_json(meta: dict) -> str | None:
+    extra = {k: v for k, v in meta.items() if k not in PROVENANCE_KEYS}
+    return json.dumps(extra, sort_keys=True, default=_json_default) if extra else None
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"meta value {value!r} is not JSON-serialisable")
+
+
+def table_to_atoms(table: pa.Table | pa.RecordBatch) -> list[Atoms]:
+    """Unpack a :data:`STORE_SCHEMA` table (or record batch) into :class:`Atoms`, one per row."""
+    if table.num_rows == 0:
+        return []
+    flat: dict[str, np.ndarray] = {}
+    bounds: dict[str, np.ndarray] = {}
+    for name, (_, dtype) in ATOM_COLUMNS.items():
+        col = table.column(name)
+        col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        col = pa.concat_arrays([col]) if col.offset else col  # normalise sliced arrays
+        offsets = col.offsets.to_numpy()
+        values = col.values.slice(offsets[0], offsets[-1] - offsets[0])
+        flat[name] = (np.array(values.to_pylist(), dtype=str) if dtype is str
+                      else values.to_numpy(zero_copy_only=False).astype(dtype, copy=False))
+        bounds[name] = offsets - offsets[0]
+    rows = table.select(INDEX_COLUMNS).to_pylist()
+    out = []
+    for i, row in enumerate(rows):
+        arrays = {name: flat[name][bounds[name][i]:bounds[name][i + 1]] for name in ATOM_COLUMNS}
+        meta = {key: row[key] for key in PROVENANCE_KEYS}
+        if row["meta_json"]:
+            meta.update(json.loads(row["meta_json"]))
+        out.append(Atoms(name=row["candidate"], xyz=arrays["xyz"].reshape(-1, 3),
+                         element=arrays["element"], atom_name=arrays["atom_name"],
+                         res_name=arrays["res_name"], res_seq=arrays["res_seq"],
+                         chain=arrays["chain"], ins_code=arrays["ins_code"],
+                         b_iso=arrays["b_iso"], polymer=arrays["polymer"],
+                         source=row["source"] or "", meta=meta))
+    return out
+
+
+def write_shard(atoms_list: Sequence[Atoms], path: str | os.PathLike) -> Path:
+    """Write candidates as one shard file (zstd Parquet, atomic); an empty list gives an empty
+    table with :data:`STORE_SCHEMA`."""
+    table = atoms_to_table(atoms_list) if atoms_list else STORE_SCHEMA.empty_table()
+    return write_table(table, path)
+
+
+def read_shard(path: str | os.PathLike) -> list[Atoms]:
+    """Read every candidate of a shard file back into :class:`Atoms` (meta: provenance keys)."""
+    return list(iter_shard(path))
+
+
+def iter_shard(path: str | os.PathLike, batch_size: int = 64) -> Iterator[Atoms]:
+    """Yield the candidates of a shard file, reading ``batch_size`` rows at a time."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: shard file not found")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a Parquet shard ({exc})") from None
+    missing = [f.name for f in STORE_SCHEMA if f.name not in pf.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: not a library shard (missing columns {missing})")
+    for batch in pf.iter_batches(batch_size=batch_size, columns=STORE_SCHEMA.names):
+        yield from table_to_atoms(batch)
+
+
+def read_shard_index(path: str | os.PathLike) -> pa.Table:
+    """The provenance columns of a shard (no atom arrays): cheap to read."""
+    return pq.read_table(path, columns=INDEX_COLUMNS)
+
+
+def atoms_equal(a: Atoms, b: Atoms) -> bool:
+    """True if two :class:`Atoms` hold the same name, source, meta and per-atom values."""
+    if (a.name, a.source, a.meta) != (b.name, b.source, b.meta):
+        return False
+    return all(np.array_equal(getattr(a, name), getattr(b, name)) and
+               getattr(a, name).dtype.kind == getattr(b, name).dtype.kind
+               for name in ATOM_COLUMNS)
+
+
+def is_shard_file(path: str | os.PathLike) -> bool:
+    """True if ``path`` is a Parquet file with the store's table tag."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except Exception:
+        return False
+    return meta.get(b"difffit_screen.table") == b"store"
+
+
+# --- balancing ---------------------------------------------------------------------------------
+
+def assign_shards(sizes: Sequence[int], n_shards: int) -> list[list[int]]:
+    """Deal items to ``n_shards`` shards balancing the summed ``sizes``.
+
+    Items sorted by size (descending, then index) go one by one to the lightest shard (lowest
+    index on ties). Returns the item indices of each shard, ascending.
+    """
+    if n_shards < 1:
+        raise InputError(f"number of shards must be >= 1, not {n_shards}")
+    heap = [(0, shard) for shard in range(n_shards)]
+    shards: list[list[int]] = [[] for _ in range(n_shards)]
+    for index in sorted(range(len(sizes)), key=lambda i: (-int(sizes[i]), i)):
+        load, shard = heapq.heappop(heap)
+        shards[shard].append(index)
+        heapq.heappush(heap, (load + int(sizes[index]), shard))
+    return [sorted(s) for s in shards]
+
+
+# --- packing -----------------------------------------------------------------------------------
+
+def identity_prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
+    """The default ``prepare``: the whole model is one candidate."""
+    return [atoms]
+
+
+def make_prepare(mode: str = "full", plddt_min: float | None = None) -> Prepare:
+    """Build the ``prepare`` step of :func:`pack_library` for ``--prepare full|domains|both``.
+
+    ``full`` keeps each model whole (for AlphaFold models, atoms with pLDDT below ``plddt_min``
+    are dropped when it is given); ``domains`` splits each model with
+    :func:`difffit_screen.domains.split_domains` (its PAE read with ``read_pae`` when fetched,
+    ``plddt_min`` passed on for AlphaFold models); ``both`` gives the full model then its domains.
+    """
+    if mode not in PREPARE_MODES:
+        raise InputError(f"--prepare {mode!r} is not one of {', '.join(PREPARE_MODES)}")
+    split = _domain_splitter() if mode in ("domains", "both") else None
+
+    def trim(atoms: Atoms) -> Atoms:
+        if plddt_min is None or atoms.meta.get("source_kind") != "afdb":
+            return atoms
+        return atoms.subset(atoms.b_iso >= plddt_min)
+
+    def prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
+        out = [trim(atoms)] if mode in ("full", "both") else []
+        if split is not None:
+            afdb = atoms.meta.get("source_kind") == "afdb"
+            out += split(atoms, pae_path, plddt_min if afdb else None)
+        return out
+
+    return prepare
+
+
+def _domain_splitter() -> Callable[[Atoms, str | None], list[Atoms]]:
+    try:
+        from .domains import read_pae, split_domains
+    except ImportError as exc:
+        raise InputError("--prepare domains|both needs difffit_screen.domains (split_domains, "
+                         f"read_pae), which cannot be imported here ({exc})") from None
+
+    def split(atoms: Atoms, pae_path: str | None, plddt_min: float | None = None) -> list[Atoms]:
+        pae = read_pae(pae_path) if pae_path else None
+        kw = {"plddt_min": plddt_min} if plddt_min is not None else {}
+        return split_domains(atoms, pae=pae, **kw)
+
+    return split
+
+
+def provenance(row: dict) -> dict:
+    """The meta of a candidate from its manifest row."""
+    meta = {key: row.get(key) for key in PROVENANCE_KEYS}
+    meta["parent"] = None
+    meta["residue_ranges"] = None
+    return meta
+
+
+def load_candidates(rows: Iterable[dict]) -> Iterator[tuple[dict, Atoms | None, str | None]]:
+    """Parse manifest rows, each file once: yield ``(row, atoms, error)`` in manifest order.
+
+    ``atoms`` is the whole file's model, or the row's chain of it; on failure it is None and
+    ``error`` says why.
+    """
+    rows = list(rows)
+    by_path: dict[str, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_path.setdefault(row["path"], []).append(i)
+    parsed: dict[str, tuple[Atoms | None, str | None]] = {}
+    remaining = {path: len(ids) for path, ids in by_path.items()}
+    for row in rows:
+        path = row["path"]
+        if path not in parsed:
+            try:
+                parsed[path] = (read_structure(path), None)
+            except InputError as exc:
+                parsed[path] = (None, str(exc))
+        atoms, error = parsed[path]
+        remaining[path] -= 1
+        if remaining[path] == 0:
+            del parsed[path]
+        if atoms is not None and row.get("chain"):
+            atoms = atoms.subset(atoms.chain == row["chain"])
+            if len(atoms) == 0:
+                atoms, error = None, f"{path}: no atoms in chain {row['chain']}"
+        yield row, atoms, error
+
+
+def pack_library(manifest: pa.Table | Sequence[dict], out_paths: Sequence[str | os.PathLike],
+                 prepare: Prepare | None = None) -> list[dict]:
+    """Parse the manifest's candidates and write them into the shard files ``out_paths``.
+
+    Parameters
+    ----------
+    manifest : pa.Table or sequence of dict
+        Rows of :data:`difffit_screen.library.MANIFEST_SCHEMA`.
+    out_paths : sequence of path
+        The shard files to write, all of them (empty ones as empty tables).
+    prepare : callable, optional
+        ``prepare(atoms, pae_path) -> list[Atoms]``: each returned Atoms is one candidate (its
+        ``meta`` may carry ``parent`` and ``residue_ranges``). Default: the model itself.
+
+    Returns
+    -------
+    list of dict
+        Failure rows (``stage="pack"``): unparsable or empty structures, prepare errors,
+        repeated candidate ids.
+    """
+    rows = manifest.to_pylist() if isinstance(manifest, pa.Table) else list(manifest)
+    out_paths = [Path(p) for p in out_paths]
+    if not out_paths:
+        raise InputError("pack needs at least one output shard path")
+    prepare = prepare or identity_prepare
+    failures: list[dict] = []
+    spill_dir = out_paths[0].parent
+    spill_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=spill_dir, prefix=".pack-") as tmp:
+        spill = Path(tmp) / "candidates.arrow"
+        sizes = _spill_candidates(rows, prepare, spill, failures)
+        table = pa.ipc.open_file(pa.memory_map(str(spill))).read_all() if sizes else None
+        for path, indices in zip(out_paths, assign_shards(sizes, len(out_paths)), strict=True):
+            shard = table.take(indices) if indices else STORE_SCHEMA.empty_table()
+            write_table(shard, path)
+            log.info("%s: %d candidates, %d atoms", path, len(indices),
+                     sum(sizes[i] for i in indices))
+        del table
+    return failures
+
+
+def _spill_candidates(rows: list[dict], prepare: Prepare, spill: Path,
+                      failures: list[dict]) -> list[int]:
+    """Parse and prepare every candidate into an Arrow IPC file; return their atom counts."""
+    sizes: list[int] = []
+    seen: set[str] = set()
+    with pa.OSFile(str(spill), "wb") as sink, pa.ipc.new_file(sink, STORE_SCHEMA) as writer:
+        for row, atoms, error in load_candidates(rows):
+            name, source = row["candidate"], row.get("url") or row.get("path")
+            if atoms is None:
+                failures.append(_failure(name, source, error))
+                continue
+            atoms.name, atoms.source, atoms.meta = name, source, provenance(row)
+            try:
+                prepared = prepare(atoms, row.get("pae_path"))
+            except Exception as exc:  # a bad candidate must not stop the library
+                failures.append(_failure(name, source, f"prepare: {type(exc).__name__}: {exc}"))
+                continue
+            for cand in prepared:
+                reason = _reject_reason(cand, seen)
+                if reason:
+                    failures.append(_failure(cand.name, source, reason))
+                    continue
+                seen.add(cand.name)
+                cand.meta = {**provenance(row), **cand.meta}
+                if cand.name != name and cand.meta["parent"] is None:
+                    cand.meta["parent"] = name
+                writer.write_table(atoms_to_table([cand]))
+                sizes.append(len(cand))
+    return sizes
+
+
+def _reject_reason(cand: Atoms, seen: set[str]) -> str | None:
+    if len(cand) == 0:
+        return "no atoms left to fit"
+    if cand.name in seen:
+        return f"candidate id {cand.name} repeats"
+    return None
+
+
+def _failure(candidate: str, source: str | None, reason: str | None) -> dict:
+    return {"candidate": candidate, "source": source, "stage": "pack", "reason": reason}
+
+
+# --- command line ------------------------------------------------------------------------------
+
+def add_pack_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments of ``difffit-screen pack``."""
+    p.add_argument("--manifest", required=True, help="manifest from 'difffit-screen fetch'")
+    p.add_argument("--failures", required=True, help="output failures table (Parquet)")
+    p.add_argument("--out", required=True, nargs="+", metavar="SHARD",
+                   help="shard files to write (Parquet); their number is the number of shards")
+    p.add_argument("--prepare", choices=PREPARE_MODES, default="full",
+                   help="full models, their domains (difffit_screen.domains), or both")
+    p.add_argument("--plddt-min", type=float, default=None,
+                   help="AlphaFold models: drop atoms with pLDDT below this")
+
+
+def run_pack_command(args: argparse.Namespace) -> int:
+    """Run ``difffit-screen pack``."""
+    from .library import MANIFEST_SCHEMA
+    from .tables import read_table
+
+    manifest = Path(args.manifest)
+    if not manifest.is_file():
+        raise InputError(f"{manifest}: manifest not found")
+    table = read_table(manifest, MANIFEST_SCHEMA)
+    failures = pack_library(table, args.out, make_prepare(args.prepare, args.plddt_min))
+    write_table(table_from_rows(failures, FAILURES_SCHEMA), args.failures)
+    log.info("pack: %d manifest rows, %d shards, %d failures", table.num_rows, len(args.out),
+             len(failures))
+    return 0
