@@ -230,10 +230,11 @@ def identity_prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
 def make_prepare(mode: str = "full", plddt_min: float | None = None) -> Prepare:
     """Build the ``prepare`` step of :func:`pack_library` for ``--prepare full|domains|both``.
 
-    ``full`` keeps each model whole (for AlphaFold models, atoms with pLDDT below ``plddt_min``
-    are dropped when it is given); ``domains`` splits each model with
+    ``full`` keeps each model whole (for AlphaFold DB models, atoms with pLDDT below
+    ``plddt_min`` are dropped when it is given); ``domains`` splits each model with
     :func:`difffit_screen.domains.split_domains` (its PAE read with ``read_pae`` when fetched,
-    ``plddt_min`` passed on for AlphaFold models); ``both`` gives the full model then its domains.
+    ``plddt_min`` passed on when given); ``both`` gives the full model, then its domains.
+    Domains are named ``<candidate>_D<n>`` (``<accession>_D<n>`` for AlphaFold DB models).
     """
     if mode not in PREPARE_MODES:
         raise InputError(f"--prepare {mode!r} is not one of {', '.join(PREPARE_MODES)}")
@@ -247,8 +248,7 @@ def make_prepare(mode: str = "full", plddt_min: float | None = None) -> Prepare:
     def prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
         out = [trim(atoms)] if mode in ("full", "both") else []
         if split is not None:
-            afdb = atoms.meta.get("source_kind") == "afdb"
-            out += split(atoms, pae_path, plddt_min if afdb else None)
+            out += split(atoms, pae_path, plddt_min)
         return out
 
     return prepare
@@ -264,7 +264,11 @@ def _domain_splitter() -> Callable[[Atoms, str | None], list[Atoms]]:
     def split(atoms: Atoms, pae_path: str | None, plddt_min: float | None = None) -> list[Atoms]:
         pae = read_pae(pae_path) if pae_path else None
         kw = {"plddt_min": plddt_min} if plddt_min is not None else {}
-        return split_domains(atoms, pae=pae, **kw)
+        domains = split_domains(atoms, pae=pae, **kw)
+        for i, dom in enumerate(domains, start=1):  # PDB chains share an accession
+            if not dom.name.startswith(atoms.name):
+                dom.name = f"{atoms.name}_D{dom.meta.get('domain_index', i)}"
+        return domains
 
     return split
 
