@@ -62,6 +62,9 @@ VIEW_MARGIN = 12.0
 SLAB_HALF_WIDTH = 2.0
 """Å either side of a slice within which atoms are drawn on it."""
 
+MAX_RUN_VALUE = 400
+"""Characters of one run.json value shown in the report (longer ones are cut)."""
+
 TABLE_COLUMNS = ("rank", "candidate", "score", "hits", "n_clusters", "n_residues", "n_atoms",
                  "inside_fraction", "mean_density", "fit_ok", "zscore", "pvalue", "qvalue")
 SOFTWARE = ("difffit-screen", "numpy", "scipy", "pyarrow", "gemmi", "mrcfile", "matplotlib",
@@ -174,7 +177,7 @@ def find_run_value(run: dict | None, *keys: str):
     for value in run.values():
         if isinstance(value, dict):
             for key in keys:
-                if value.get(key) is not None and not isinstance(value[key], dict):
+                if value.get(key) is not None:
                     return value[key]
     return None
 
@@ -200,7 +203,9 @@ def load_map_view(map_path: str | os.PathLike | None = None,
         threshold = float(recorded) if isinstance(recorded, int | float) else None
     if map_path is None:
         recorded = find_run_value(run, "map", "map_path", "target_map")
-        if recorded is None:
+        if isinstance(recorded, dict):  # the fit command's record: {"path": ..., "threshold": ...}
+            recorded = recorded.get("path")
+        if not recorded:
             log.warning("no map given and none recorded in run.json: report without pictures")
             return None
         map_path = resolve_path(str(recorded), base)
@@ -470,13 +475,25 @@ def plot_hit_views(view: MapView, xyz: np.ndarray, title: str, colour: str) -> s
         ax.scatter(xyz[near, h], xyz[near, v], s=3.0, c=colour, alpha=0.9, linewidths=0)
         ax.set_title(f"slice {'xyz'[along]} = {plane:.1f} Å", fontsize=9)
         for ax in axes[:, col]:
+            ax.set_xlim(extent[0] - VIEW_MARGIN, extent[1] + VIEW_MARGIN)
+            ax.set_ylim(extent[2] - VIEW_MARGIN, extent[3] + VIEW_MARGIN)
+            ax.set_facecolor("0.92")
             ax.set_xlabel(f"{'xyz'[h]} (Å)", fontsize=8)
             ax.set_ylabel(f"{'xyz'[v]} (Å)", fontsize=8)
             ax.tick_params(labelsize=7)
     contour = f"; contour {view.threshold:g} (cyan)" if view.threshold is not None else ""
-    fig.suptitle(f"{title}{contour}", fontsize=10)
+    outside = fraction_outside(view, xyz)
+    note = f"; {outside:.0%} of atoms outside the map box" if outside > 0 else ""
+    fig.suptitle(f"{title}{contour}{note}", fontsize=10)
     fig.tight_layout()
     return figure_to_base64(fig)
+
+
+def fraction_outside(view: MapView, xyz: np.ndarray) -> float:
+    """Fraction of atoms ``xyz`` (``(N, 3)``, Å) outside the map's box."""
+    idx = (xyz - view.origin) / view.voxel_size
+    inside = np.all((idx >= -0.5) & (idx <= np.array(view.data.shape[::-1]) - 0.5), axis=1)
+    return float(1.0 - inside.mean()) if len(xyz) else 0.0
 
 
 def orient(plane: np.ndarray, h: int, v: int) -> np.ndarray:
@@ -697,6 +714,8 @@ def flatten(value, prefix: str = "") -> list[tuple[str, str]]:
             out += flatten(v, f"{prefix}[{i}]")
         return out
     text = value if isinstance(value, str) else json.dumps(value)
+    if len(text) > MAX_RUN_VALUE:
+        text = text[:MAX_RUN_VALUE] + f" … ({len(text)} characters in run.json)"
     return [(prefix, text)]
 
 
