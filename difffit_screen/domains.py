@@ -13,9 +13,10 @@ Steps (:func:`split_domains`)
 
    - *PAE route* (a predicted-aligned-error matrix is given, see :func:`read_pae`): the residues
      are the nodes of a graph with an edge of weight ``1 / PAE**pae_power`` between every pair
-     whose (symmetrised) PAE is below ``pae_cutoff`` (5 Å), clustered by greedy modularity
-     (Clauset-Newman-Moore, resolution 1). This is Tristan Croll's ``pae_to_domains`` (as used by
-     ChimeraX and DomainFit), with self-loops left out.
+     whose (symmetrised) PAE is below ``pae_cutoff`` (5 Å), clustered by modularity at
+     resolution 1: Louvain (seeded, default, fast) or greedy modularity (Clauset-Newman-Moore).
+     This is Tristan Croll's ``pae_to_domains`` (as used by ChimeraX and DomainFit), with
+     self-loops left out.
    - *Structure route* (no PAE): recursive bisection of the residue contact graph (CA-CA within
      ``contact_cutoff`` = 8 Å). Each bisection tries every partition of the current residue set,
      in sequence order, into one inner segment and the rest (one or two cut points, so a domain
@@ -70,6 +71,7 @@ DEFAULT_COMPACT_MAX = 2.0
 DEFAULT_PAE_CUTOFF = 5.0
 DEFAULT_PAE_POWER = 1.0
 DEFAULT_PAE_RESOLUTION = 1.0
+DEFAULT_PAE_METHOD = "louvain"
 PREDICTED_MARKERS = ("alphafold", "afdb", "colabfold", "esmfold", "predicted", "af-")
 PAE_NAME = re.compile(r"^AF-(?P<acc>[^-]+)-F(?P<frag>\d+)-predicted_aligned_error(_v\d+)?\.json$")
 RANGE_TEXT = re.compile(r"^(.*):(-?\d+)-(-?\d+)$")
@@ -168,14 +170,20 @@ def parse_residue_ranges(text: str) -> list[tuple[str, int, int]]:
 
 # --- pLDDT trimming ----------------------------------------------------------------------------
 
+def looks_like_plddt(atoms: Atoms) -> bool:
+    """True if the B-factors could be pLDDT: all within [0, 100] and not all equal."""
+    b = atoms.b_iso
+    return bool(len(b) and b.min() >= 0 and b.max() <= 100 and b.max() > b.min())
+
+
 def is_predicted_model(atoms: Atoms) -> bool:
     """Guess whether ``atoms`` is a predicted model whose B-factors are pLDDT.
 
-    True when the name, the source path or a string value of ``meta`` names a predictor or
-    predicted-model database (AlphaFold, AFDB, ColabFold, ESMFold, an ``AF-`` id), or when
-    ``meta["predicted"]`` is true; and in all cases only if every B-factor lies in [0, 100].
+    True when ``meta["predicted"]`` is true, or when the name, the source path or a string value
+    of ``meta`` names a predictor or predicted-model database (AlphaFold, AFDB, ColabFold,
+    ESMFold, an ``AF-`` id); and in all cases only if :func:`looks_like_plddt`.
     """
-    if len(atoms) and (atoms.b_iso.min() < 0 or atoms.b_iso.max() > 100):
+    if not looks_like_plddt(atoms):
         return False
     if atoms.meta.get("predicted") is not None:
         return bool(atoms.meta["predicted"])
@@ -449,13 +457,20 @@ def pae_graph_weights(pae: np.ndarray, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
 
 def cluster_pae(pae: np.ndarray, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
                 pae_power: float = DEFAULT_PAE_POWER,
-                resolution: float = DEFAULT_PAE_RESOLUTION) -> np.ndarray:
-    """Cluster residues on the PAE graph by greedy modularity (``pae_to_domains``).
+                resolution: float = DEFAULT_PAE_RESOLUTION,
+                method: str = DEFAULT_PAE_METHOD, seed: int = 0) -> np.ndarray:
+    """Cluster residues on the PAE graph by modularity (``pae_to_domains``).
 
     Parameters
     ----------
     pae : np.ndarray
         ``(R, R)`` PAE in Å.
+    method : {"louvain", "greedy"}
+        ``louvain`` (default; networkx Louvain, seeded, the fast path like Croll's Leiden option,
+        about 1 s for 500 residues) or ``greedy`` (Clauset-Newman-Moore greedy modularity, the
+        deterministic default of ``pae_to_domains``, about 6x slower).
+    seed : int
+        Seed of the Louvain node order.
 
     Returns
     -------
@@ -463,7 +478,7 @@ def cluster_pae(pae: np.ndarray, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
         ``(R,)`` int64 labels; residues without any edge get a label of their own.
     """
     import networkx as nx
-    from networkx.algorithms.community import greedy_modularity_communities
+    from networkx.algorithms.community import greedy_modularity_communities, louvain_communities
 
     w = pae_graph_weights(pae, pae_cutoff, pae_power)
     n = len(w)
@@ -473,9 +488,15 @@ def cluster_pae(pae: np.ndarray, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
     g.add_weighted_edges_from(zip(rows.tolist(), cols.tolist(), w[rows, cols].tolist(),
                                   strict=True))
     labels = np.full(n, -1, dtype=np.int64)
+    if method not in ("louvain", "greedy"):
+        raise InputError(f"PAE clustering method {method!r} is not louvain or greedy")
     if g.number_of_edges():
-        for k, community in enumerate(greedy_modularity_communities(g, weight="weight",
-                                                                    resolution=resolution)):
+        if method == "greedy":
+            communities = greedy_modularity_communities(g, weight="weight", resolution=resolution)
+        else:
+            communities = louvain_communities(g, weight="weight", resolution=resolution,
+                                              seed=seed)
+        for k, community in enumerate(communities):
             labels[list(community)] = k
     lone = labels < 0
     labels[lone] = labels.max() + 1 + np.arange(int(lone.sum()))
@@ -636,7 +657,8 @@ def assign_domains(res: Residues, pae: np.ndarray | None = None, min_size: int =
                    ncut_max: float = DEFAULT_NCUT_MAX,
                    compact_max: float = DEFAULT_COMPACT_MAX, pae_cutoff: float = DEFAULT_PAE_CUTOFF,
                    pae_power: float = DEFAULT_PAE_POWER,
-                   pae_resolution: float = DEFAULT_PAE_RESOLUTION) -> np.ndarray:
+                   pae_resolution: float = DEFAULT_PAE_RESOLUTION,
+                   pae_method: str = DEFAULT_PAE_METHOD, seed: int = 0) -> np.ndarray:
     """Domain label of each residue of ``res``.
 
     Parameters
@@ -660,7 +682,7 @@ def assign_domains(res: Residues, pae: np.ndarray | None = None, min_size: int =
     breaks = np.zeros(n, dtype=bool)
     breaks[1:] = (res.chain[1:] != res.chain[:-1]) | (np.abs(np.diff(res.res_seq)) > 1)
     if pae is not None:
-        labels = cluster_pae(pae, pae_cutoff, pae_power, pae_resolution)
+        labels = cluster_pae(pae, pae_cutoff, pae_power, pae_resolution, pae_method, seed)
         affinity = pae_graph_weights(pae, pae_cutoff, pae_power) + contacts * 1e-6
     else:
         labels = bisect_recursively(contacts, res.xyz, min_size, max_size, min_segment, ncut_max,
@@ -697,10 +719,12 @@ def split_domains(
         Smallest and largest domain in residues (defaults 40 and 600).
     predicted : bool, optional
         Whether B-factors are pLDDT; ``None`` guesses (:func:`is_predicted_model`; a given PAE
-        counts as evidence). Trimming is skipped for models that are not predicted.
+        counts as evidence). Trimming is skipped for models that are not predicted, and for
+        B-factors that cannot be pLDDT (:func:`looks_like_plddt`) whatever ``predicted`` says.
     **kw
         Passed to :func:`assign_domains` (``min_segment``, ``contact_cutoff``, ``ncut_max``,
-        ``pae_cutoff``, ``pae_power``, ``pae_resolution``).
+        ``compact_max``, ``pae_cutoff``, ``pae_power``, ``pae_resolution``, ``pae_method``,
+        ``seed``).
 
     Returns
     -------
@@ -721,8 +745,9 @@ def split_domains(
                              f"model has {len(res_all)} polymer residues")
     if predicted is None:
         predicted = pae is not None or is_predicted_model(atoms)
-    if predicted and (len(atoms) and (atoms.b_iso.min() < 0 or atoms.b_iso.max() > 100)):
-        log.warning("%s: B-factors outside 0-100 are not pLDDT; not trimming", atoms.name)
+    if predicted and not looks_like_plddt(atoms):
+        log.warning("%s: B-factors are outside 0-100 or all equal, so not pLDDT; not trimming",
+                    atoms.name)
         predicted = False
     kept = np.ones(len(res_all), dtype=bool)
     if predicted and plddt_min is not None:
@@ -731,7 +756,10 @@ def split_domains(
     res = _take_residues(res_all, kept_idx)
     sub_pae = pae[np.ix_(kept_idx, kept_idx)] if pae is not None else None
     labels = assign_domains(res, sub_pae, min_size=min_size, max_size=max_size, **kw)
-    method = "pae" if pae is not None else "contacts"
+    method = "contacts"
+    if pae is not None:
+        pm = kw.get("pae_method", DEFAULT_PAE_METHOD)
+        method = f"pae:{pm}" + (f"(seed={kw.get('seed', 0)})" if pm == "louvain" else "")
     n_dom = int(labels.max()) + 1 if (labels >= 0).any() else 0
     base = str(atoms.meta.get("accession") or atoms.name)
     out = []
