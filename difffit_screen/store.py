@@ -55,7 +55,8 @@ STORE_SCHEMA = pa.schema(
      pa.field("n_atoms", pa.int32()),
      pa.field("n_residues", pa.int32()),
      pa.field("meta_json", pa.string()),
-     *[pa.field(name, pa.list_(arrow)) for name, (arrow, _) in ATOM_COLUMNS.items()]],
+     *[pa.field(name, pa.list_(pa.field("element", arrow)))  # Parquet's list item name
+       for name, (arrow, _) in ATOM_COLUMNS.items()]],
     metadata={"difffit_screen.table": "store",
               "difffit_screen.schema_version": SCHEMA_VERSION},
 )
@@ -98,7 +99,7 @@ def atoms_to_table(atoms_list: Sequence[Atoms]) -> pa.Table:
         flat = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
         values = pa.array(flat.tolist() if dtype is str else flat, arrow)
         columns[name] = pa.ListArray.from_arrays(xyz_offsets if name == "xyz" else offsets,
-                                                 values)
+                                                 values, type=STORE_SCHEMA.field(name).type)
     return pa.Table.from_arrays([columns[f.name] for f in STORE_SCHEMA], schema=STORE_SCHEMA)
 
 
