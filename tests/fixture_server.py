@@ -3,16 +3,16 @@
 One threaded stdlib server mounts every service under its own prefix, so a test (or the workflow
 test) points the package's base URLs at it with :meth:`FixtureServer.urls`:
 
-=============  ==========================================  =======================
-service        base URL (real)                             here
-=============  ==========================================  =======================
-AFDB API       ``https://alphafold.ebi.ac.uk/api``         ``{base}/afdb/api``
-AFDB files     ``https://alphafold.ebi.ac.uk/files``       ``{base}/afdb/files``
-UniProt REST   ``https://rest.uniprot.org``                ``{base}/uniprot``
-RCSB files     ``https://files.rcsb.org``                  ``{base}/rcsb``
-EMDB API       ``https://www.ebi.ac.uk/emdb/api``          ``{base}/emdb/api``
-EMDB files     ``https://ftp.ebi.ac.uk/pub/databases/emdb`` ``{base}/emdb/files``
-=============  ==========================================  =======================
+============  ============================================  ========================
+service       base URL (real)                               here
+============  ============================================  ========================
+AFDB API      ``https://alphafold.ebi.ac.uk/api``           ``{base}/afdb/api``
+AFDB files    ``https://alphafold.ebi.ac.uk/files``         ``{base}/afdb/files``
+UniProt REST  ``https://rest.uniprot.org``                  ``{base}/uniprot``
+RCSB files    ``https://files.rcsb.org``                    ``{base}/rcsb``
+EMDB API      ``https://www.ebi.ac.uk/emdb/api``            ``{base}/emdb/api``
+EMDB files    ``https://ftp.ebi.ac.uk/pub/databases/emdb``  ``{base}/emdb/files``
+============  ============================================  ========================
 
 A URL path maps to a file under ``tests/data/services/``: the path itself, else the path plus
 ``.json``, else the path plus ``.gz`` served decompressed (the fixtures are stored gzipped). The
