@@ -486,10 +486,25 @@ def fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str = "cif",
                      pae: bool = False) -> dict:
     """Fetch one AFDB model (and optionally its PAE JSON); return its manifest row.
 
-    The file URL and version come from the prediction API (``<afdb_api>/prediction/<acc>``).
+    The file URL and version come from the prediction API (``<afdb_api>/prediction/<acc>``),
+    whose answer is cached; if the cached answer names a file that is gone (a 404, as when AFDB
+    replaced v4 by v6), the API is asked again once.
     """
-    api = ctx.cached_json(f"{ctx.urls['afdb_api']}/prediction/{quote(accession)}",
-                          ctx.cache / "afdb" / "api" / f"{accession}.json")
+    api_cache = ctx.cache / "afdb" / "api" / f"{accession}.json"
+    was_cached = api_cache.is_file()
+    try:
+        return _fetch_afdb_model(accession, ctx, fmt, pae, api_cache)
+    except FetchError as exc:
+        if exc.status != 404 or not was_cached or not api_cache.is_file():
+            raise
+        log.info("%s: cached AFDB API answer is stale (%s); asking again", accession, exc)
+        api_cache.unlink(missing_ok=True)
+        return _fetch_afdb_model(accession, ctx, fmt, pae, api_cache)
+
+
+def _fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str, pae: bool,
+                      api_cache: Path) -> dict:
+    api = ctx.cached_json(f"{ctx.urls['afdb_api']}/prediction/{quote(accession)}", api_cache)
     entry = select_prediction(api, accession)
     key = "cifUrl" if fmt == "cif" else "pdbUrl"
     if not entry.get(key):

@@ -86,6 +86,19 @@ def test_afdb_by_proteome_streams_accessions_and_404_is_a_failure(fixture_http, 
     assert (tmp_path / "uniprot" / f"{PROTEOME}.list").read_text().split() == [*SERVED, MISSING]
 
 
+def test_stale_cached_api_answer_is_refreshed(fixture_http, client, tmp_path):
+    api = SERVICES / "afdb" / "api" / "prediction" / "A0A1D1W535.json"
+    stale = tmp_path / "afdb" / "api" / "A0A1D1W535.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text(api.read_text().replace("_v6.", "_v4.").replace('"latestVersion": 6',
+                                                                       '"latestVersion": 4'))
+    result = fetch({"afdb": {"accessions": ["A0A1D1W535"]}}, tmp_path, fixture_http, client)
+    assert not result.failures and result.rows[0]["version"] == "6"
+    assert fixture_http.log == [model_path("A0A1D1W535").replace("_v6", "_v4"),
+                                "/afdb/api/prediction/A0A1D1W535", model_path("A0A1D1W535")]
+    assert stale.read_text() == api.read_text()
+
+
 def test_missing_proteome_is_a_failure(fixture_http, client, tmp_path):
     result = fetch({"afdb": {"proteome": "UP000000001", "accessions": ["A0A1D1VL39"]}},
                    tmp_path, fixture_http, client)
