@@ -138,9 +138,60 @@ def _run_pack(args: argparse.Namespace) -> int:
     return run_pack_command(args)
 
 
+# --- prepare-map / aggregate -------------------------------------------------------------------
+
+def _add_prepare_map(sub: argparse._SubParsersAction) -> None:
+    from .fit import add_map_arguments
+
+    p = sub.add_parser("prepare-map", help="prepare a map once for every shard of a screen",
+                       description="Threshold, remove islands, normalise and smooth a map; "
+                                   "write the prepared volumes (.npz) and a JSON summary.")
+    p.add_argument("--map", required=True, help="target map (.mrc/.map/.ccp4, optionally .gz)")
+    p.add_argument("--out", required=True, help="prepared map (.npz)")
+    add_map_arguments(p)
+    p.set_defaults(handler=_run_prepare_map)
+
+
+def _run_prepare_map(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from .fit import prepare_from_args
+    from .maps import save_prepared
+
+    prep = prepare_from_args(args)
+    path = save_prepared(prep, args.out)
+    summary = {"threshold": prep.threshold, "resolution": prep.resolution,
+               "sigmas": list(prep.sigmas), "negative": prep.negative, **prep.info}
+    Path(str(path) + ".json").write_text(json.dumps(summary, indent=2))
+    print(f"prepared {prep.raw.path}: threshold {prep.threshold:g}, resolution "
+          f"{prep.resolution:g} Å, {prep.info['voxels_in_footprint']} footprint voxels -> {path}",
+          file=sys.stderr)
+    return 0
+
+
+def _add_aggregate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("aggregate", help="merge shard results into one ranking",
+                       description="Merge shard folders (fits/failures/run.json) into "
+                                   "OUT/ranking.parquet, fits.parquet, failures.parquet.")
+    p.add_argument("--out", required=True, help="results folder")
+    p.add_argument("--failures", nargs="*", default=[],
+                   help="failure tables of earlier stages (fetch, pack) to include")
+    p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    p.set_defaults(handler=_run_aggregate)
+
+
+def _run_aggregate(args: argparse.Namespace) -> int:
+    from .tables import aggregate_results
+
+    paths = aggregate_results(args.shards, args.out, args.failures)
+    print(f"aggregated {len(args.shards)} shard(s) -> {paths['ranking']}", file=sys.stderr)
+    return 0
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
-_COMMANDS = [_add_fit, _add_report, _add_domains, _add_fetch, _add_fetch_map, _add_pack]
+_COMMANDS = [_add_fit, _add_prepare_map, _add_aggregate, _add_report, _add_domains, _add_fetch, _add_fetch_map, _add_pack]
 
 
 def main(argv: list[str] | None = None) -> int:

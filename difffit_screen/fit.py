@@ -67,9 +67,9 @@ class FitParams:
 
     positions: int = 10
     rotations: int = 64
-    iterations: int = 100
+    iterations: int = 80
     atoms: str = "all"
-    max_search_atoms: int = 400
+    max_search_atoms: int = 200
     lr_trans: float = 1.0
     refine_top: int = 8
     refine_iterations: int = 80

@@ -194,3 +194,51 @@ def concat_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pa.T
     if not tables:
         return schema.empty_table()
     return pa.concat_tables(tables)
+
+
+def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+                      extra_failures: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+    """Merge per-shard results into one screen's ``fits``, ``ranking`` and ``failures`` tables.
+
+    Each shard folder holds ``fits.parquet`` and ``failures.parquet`` (and ``run.json``);
+    ``extra_failures`` are failure tables of earlier stages (fetch, pack). The ranking gets the
+    significance columns (:func:`difffit_screen.significance.add_significance`). The shards'
+    ``run.json`` records are merged into ``out_dir/run.json`` (parameters of the first shard,
+    inputs and timings of all).
+    """
+    import json
+
+    out = Path(out_dir)
+    dirs = [Path(d) for d in shard_dirs]
+    fits = concat_tables([d / "fits.parquet" for d in dirs if (d / "fits.parquet").exists()],
+                         FITS_SCHEMA)
+    failures = concat_tables(
+        [d / "failures.parquet" for d in dirs if (d / "failures.parquet").exists()]
+        + [Path(p) for p in extra_failures if Path(p).exists()], FAILURES_SCHEMA)
+    ranking = rank_candidates(fits)
+    from .significance import add_significance
+
+    ranking = add_significance(ranking)
+    paths = {"fits": write_table(fits, out / "fits.parquet"),
+             "ranking": write_table(ranking, out / "ranking.parquet"),
+             "failures": write_table(failures, out / "failures.parquet")}
+    records = [json.loads((d / "run.json").read_text()) for d in dirs if (d / "run.json").exists()]
+    if records:
+        merged = dict(records[0])
+        merged["command"] = "aggregate"
+        merged["shards"] = [str(d) for d in dirs]
+        merged["inputs"] = [i for r in records for i in r.get("inputs", [])]
+        merged["n_candidates"] = sum(r.get("n_candidates", 0) for r in records)
+        merged["n_failures"] = failures.num_rows
+        per = {k: v for r in records for k, v in r.get("timing", {}).get("per_candidate_s",
+                                                                         {}).items()}
+        search_s = sum(r.get("timing", {}).get("search_s", 0.0) for r in records)
+        samples = sum(r.get("timing", {}).get("search_samples", 0) for r in records)
+        merged["timing"] = {"total_s": sum(r.get("timing", {}).get("total_s", 0.0)
+                                           for r in records),
+                            "search_s": search_s, "per_candidate_s": per,
+                            "search_samples": samples,
+                            "samples_per_s": samples / max(search_s, 1e-9)}
+        (out / "run.json").write_text(json.dumps(merged, indent=2))
+        paths["run"] = out / "run.json"
+    return paths
