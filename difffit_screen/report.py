@@ -59,6 +59,9 @@ RANK_COLOURS = ("orangered", "dodgerblue", "limegreen", "gold", "orchid", "darko
 VIEW_MARGIN = 12.0
 """Å of map kept around a hit's atoms in its pictures."""
 
+TRACE_MAX_GAP = 4.5
+"""Å between consecutive CA (P) atoms above which the drawn trace is broken (chain breaks)."""
+
 SLAB_HALF_WIDTH = 2.0
 """Å either side of a slice within which atoms are drawn on it."""
 
@@ -112,6 +115,7 @@ class HitExport:
     row: dict
     colour: str
     xyz: np.ndarray | None = None
+    trace: np.ndarray | None = None
     model_path: Path | None = None
     error: str | None = None
 
@@ -334,12 +338,28 @@ def export_top_hits(ranking: pa.Table, out_dir: Path, top: int,
             path = models / f"rank{row['rank']}_{safe_filename(row['candidate'])}.cif"
             write_structure(atoms, path, np.asarray(row["matrix"], float))
             hit.xyz = apply_matrix(atoms.xyz, np.asarray(row["matrix"], float))
+            hit.trace = hit.xyz[trace_mask(atoms)]
             hit.model_path = path
         except (InputError, OSError, ValueError, RuntimeError) as exc:
             hit.error = str(exc)
             log.warning("report: cannot export %s: %s", row["candidate"], exc)
         exports.append(hit)
     return exports
+
+
+def trace_mask(atoms: Atoms) -> np.ndarray:
+    """Atoms of the model's trace: CA of amino acids and P of nucleotides (all atoms if fewer
+    than 3 of those)."""
+    mask = atoms.polymer & np.isin(atoms.atom_name, ["CA", "P"])
+    return mask if mask.sum() >= 3 else np.ones(len(atoms), bool)
+
+
+def trace_segments(trace: np.ndarray, max_gap: float = TRACE_MAX_GAP) -> list[np.ndarray]:
+    """Split a ``(N, 3)`` trace into runs of consecutive points closer than ``max_gap`` Å."""
+    if len(trace) < 2:
+        return [trace]
+    breaks = np.nonzero(np.linalg.norm(np.diff(trace, axis=0), axis=1) > max_gap)[0] + 1
+    return np.split(trace, breaks)
 
 
 def copy_map(view: MapView, out_dir: Path) -> Path:
@@ -426,11 +446,13 @@ def crop_box(view: MapView, xyz: np.ndarray, margin: float = VIEW_MARGIN) -> tup
     return tuple(slice(int(lo[a]), int(hi[a])) for a in (2, 1, 0))
 
 
-def plot_hit_views(view: MapView, xyz: np.ndarray, title: str, colour: str) -> str:
+def plot_hit_views(view: MapView, xyz: np.ndarray, title: str, colour: str,
+                   trace: np.ndarray | None = None) -> str:
     """Pictures of one posed model in the density; returns a base64 PNG.
 
     Top row: maximum projections of the map (cropped to the model ± :data:`VIEW_MARGIN`) along
-    x, y and z with all atoms projected over them. Bottom row: the orthogonal slices through the
+    x, y and z with the model's CA trace (``trace``, ``(M, 3)``; all atoms if not given) projected
+    over them. Bottom row: the orthogonal slices through the
     model's centroid with the screen's contour and the atoms within ± :data:`SLAB_HALF_WIDTH` Å
     of each slice.
     """
@@ -459,7 +481,8 @@ def plot_hit_views(view: MapView, xyz: np.ndarray, title: str, colour: str) -> s
         ax = axes[0, col]
         ax.imshow(proj, origin="lower", extent=extent, cmap="gray", vmin=vmin, vmax=vmax,
                   interpolation="nearest")
-        ax.scatter(xyz[:, h], xyz[:, v], s=1.0, c=colour, alpha=0.35, linewidths=0)
+        for segment in trace_segments(xyz if trace is None else trace):
+            ax.plot(segment[:, h], segment[:, v], c=colour, lw=0.9, alpha=0.85)
         ax.set_title(f"max projection along {'xyz'[along]}", fontsize=9)
         slab = np.take(sub, centre_idx[along], axis=array_axis)
         plane = sub_origin[along] + centre_idx[along] * view.voxel_size[along]
@@ -765,7 +788,7 @@ def hit_section_html(exports: list[HitExport], view: MapView | None) -> tuple[st
         elif view is None:
             parts.append("<p>No map given: no pictures (use --map or --prepared).</p>")
         else:
-            png = plot_hit_views(view, hit.xyz, title, hit.colour)
+            png = plot_hit_views(view, hit.xyz, title, hit.colour, hit.trace)
             parts.append(f'<img class="hit-view" alt="{esc(title)}" '
                          f'src="data:image/png;base64,{png}">')
             n_images += 1
