@@ -24,6 +24,8 @@ hard-coded ``_v4``). Every download goes through one :class:`HttpClient` (one
 structure with atoms; the map header must match its size) and only then renamed into the cache.
 The cache (``<cache>/afdb/v<N>/``, ``<cache>/pdb/``, API answers in ``<cache>/afdb/api/`` and
 ``<cache>/uniprot/``) is shared between screens: a re-run downloads only what is missing.
+Requests to one host are throttled (``rate``, 10 a second by default). Relative local paths and
+``accessions_file`` are taken from the working folder.
 
 The manifest (Parquet, :data:`MANIFEST_SCHEMA`) has one row per candidate with the file's sha256;
 whatever could not be fetched (404, truncated, unparsable) is a row of the failures table
@@ -123,6 +125,8 @@ class HttpClient:
         First backoff in seconds.
     workers : int
         Size of the connection pool (concurrent downloads).
+    rate : float
+        Most requests per second to one host (0: no limit), whatever the number of workers.
     """
 
     retries: int = 5
@@ -131,7 +135,10 @@ class HttpClient:
     max_backoff: float = 60.0
     max_retry_after: float = 300.0
     workers: int = 4
+    rate: float = 10.0
     session: requests.Session = field(init=False, repr=False)
+    _next_slot: dict = field(default_factory=dict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
@@ -204,6 +211,7 @@ class HttpClient:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             restart()
+            self._throttle(url)
             try:
                 with self.session.get(url, timeout=self.timeout, stream=True) as r:
                     if r.status_code in RETRY_STATUS and not last:
@@ -228,6 +236,18 @@ class HttpClient:
                 wait = self._wait(attempt, None)
                 log.info("%s: %s, retry %d in %.2f s", url, _one_line(exc), attempt + 1, wait)
                 time.sleep(wait)
+
+    def _throttle(self, url: str) -> None:
+        """Sleep until this host may get another request (at most ``rate`` a second)."""
+        if self.rate <= 0:
+            return
+        host = urlsplit(url).netloc
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot.get(host, now))
+            self._next_slot[host] = start + 1.0 / self.rate
+        if start > now:
+            time.sleep(start - now)
 
     def _wait(self, attempt: int, retry_after: str | None) -> float:
         seconds = parse_retry_after(retry_after)
@@ -798,6 +818,8 @@ def add_http_arguments(p: argparse.ArgumentParser) -> None:
                    help="connect/read timeout in seconds (default 60)")
     p.add_argument("--backoff", type=float, default=1.0,
                    help="first retry wait in seconds, doubled each retry (default 1)")
+    p.add_argument("--rate", type=float, default=10.0,
+                   help="most requests per second to one host, 0 for no limit (default 10)")
 
 
 def add_fetch_arguments(p: argparse.ArgumentParser) -> None:
@@ -819,7 +841,7 @@ def run_fetch_command(args: argparse.Namespace) -> int:
     urls = resolve_urls(spec, afdb_api=args.afdb_api, afdb_files=args.afdb_files,
                         uniprot_api=args.uniprot_api, rcsb_files=args.rcsb_files)
     client = HttpClient(retries=args.retries, timeout=args.timeout, backoff=args.backoff,
-                        workers=args.workers)
+                        workers=args.workers, rate=args.rate)
     try:
         result = fetch_library(spec, args.cache, urls, client, args.workers)
     finally:
@@ -848,7 +870,8 @@ def add_fetch_map_arguments(p: argparse.ArgumentParser) -> None:
 def run_fetch_map_command(args: argparse.Namespace) -> int:
     """Run ``difffit-screen fetch-map``."""
     urls = resolve_urls(None, emdb_api=args.emdb_api, emdb_files=args.emdb_files)
-    client = HttpClient(retries=args.retries, timeout=args.timeout, backoff=args.backoff)
+    client = HttpClient(retries=args.retries, timeout=args.timeout, backoff=args.backoff,
+                        rate=args.rate)
     try:
         meta = fetch_emdb_map(args.emdb, args.out, args.meta, urls, client,
                               args.resolution, args.contour)

@@ -35,7 +35,7 @@ def served_bytes(acc: str, fmt: str = "cif") -> bytes:
 
 @pytest.fixture
 def client():
-    c = lib.HttpClient(retries=3, timeout=5, backoff=0.01)
+    c = lib.HttpClient(retries=3, timeout=5, backoff=0.01, rate=0)
     yield c
     c.close()
 
@@ -219,6 +219,16 @@ def test_client_error_is_not_retried(fixture_http, client):
     with pytest.raises(lib.FetchError, match="404"):
         client.get_bytes(fixture_http.base_url + "/afdb/api/prediction/NOPE")
     assert fixture_http.count("/afdb/api/prediction/NOPE") == 1
+
+
+def test_requests_to_one_host_are_throttled(fixture_http):
+    client = lib.HttpClient(rate=20, workers=4)
+    url = fixture_http.base_url + "/afdb/api/prediction/A0A1D1W535"
+    start = time.monotonic()
+    for _ in range(6):
+        client.get_json(url)
+    assert time.monotonic() - start >= 5 / 20 * 0.95  # 6 requests: 5 intervals of 1/20 s
+    client.close()
 
 
 def test_parse_retry_after():
