@@ -295,3 +295,26 @@ def test_domain_from_file_is_cut_to_its_ranges(tmp_path):
     assert len(np.unique(read_structure(hit.model_path).res_seq)) == 50
     assert parse_residue_ranges("A:1-133, A:409-523,7-9") == [("A", 1, 133), ("A", 409, 523),
                                                               (None, 7, 9)]
+
+
+def test_fit_then_report_end_to_end(tmp_path):
+    """A tiny real screen (few placements) with the fit command, then the report from its
+    run.json alone."""
+    from difffit_screen.cli import main
+
+    out = tmp_path / "screen"
+    decoy = sorted(LIBRARY.glob("*.pdb.gz"))[0]
+    assert main(["fit", "--map", str(MAP), "--threshold", str(THRESHOLD), "--resolution", "4",
+                 "--out", str(out), "--positions", "2", "--rotations", "4", "--iterations",
+                 "10", "--refine-top", "1", "--refine-iterations", "5", "--models", "0",
+                 "--no-progress", str(DEMO / "I7MLV6_D3.pdb"), str(DEMO / "I7M317_D1.pdb"),
+                 str(decoy)]) == 0
+    assert main(["report", str(out), "--top", "3"]) == 0
+    index = out / "report" / "index.html"
+    names = [r[1] for r in parse(index).tables["ranking"][1:]]
+    assert sorted(names) == sorted(["I7MLV6_D3", "I7M317_D1", decoy.name.split(".")[0]])
+    cxc = (out / "report" / "top_hits.cxc").read_text()
+    assert f"volume #1 level {THRESHOLD:g}" in cxc
+    opened = re.findall(r"^open (\S+)$", cxc, flags=re.M)
+    assert len(opened) == 4 and all((out / "report" / p).is_file() for p in opened)
+    assert index.read_text().count('class="hit-view"') == 3
