@@ -411,6 +411,9 @@ def resolve_urls(spec: dict | None = None, **overrides: str | None) -> dict[str,
     unknown = set(urls) - set(DEFAULT_URLS)
     if unknown:
         raise InputError(f"unknown base URL key(s) {sorted(unknown)}")
+    for key, value in urls.items():
+        if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+            raise InputError(f"base URL {key} = {value!r} is not an http(s) URL")
     return {k: v.rstrip("/") for k, v in urls.items()}
 
 

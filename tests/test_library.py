@@ -303,6 +303,8 @@ def test_bad_spec_is_an_input_error(tmp_path, capsys):
     assert "acessions" in capsys.readouterr().err
     with pytest.raises(InputError, match="format"):
         lib.check_spec({"afdb": {"format": "bcif"}})
+    with pytest.raises(InputError, match="afdb_api"):
+        lib.resolve_urls({"urls": {"afdb_api": "127.0.0.1:8000/api"}})
 
 
 # --- EMDB --------------------------------------------------------------------------------------
