@@ -191,7 +191,8 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
-_COMMANDS = [_add_fit, _add_prepare_map, _add_aggregate, _add_report, _add_domains, _add_fetch, _add_fetch_map, _add_pack]
+_COMMANDS = [_add_fit, _add_prepare_map, _add_aggregate, _add_report, _add_domains,
+             _add_fetch, _add_fetch_map, _add_pack]
 
 
 def main(argv: list[str] | None = None) -> int:
