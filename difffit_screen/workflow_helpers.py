@@ -43,7 +43,7 @@ FETCH_URL_KEYS = ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files")
 MAP_URL_KEYS = ("emdb_api", "emdb_files")
 ID_COLUMNS = ("candidate", "id", "name", "entry", "accession")
 HASH_COLUMNS = ("sha256", "checksum", "hash")
-WEIGHT_COLUMNS = ("n_atoms", "atoms", "n_residues", "bytes", "size", "file_size")
+WEIGHT_COLUMNS = ("n_atoms", "atoms", "n_residues", "n_bytes", "bytes", "size", "file_size")
 PATH_COLUMNS = ("path", "file", "local_path", "cache_path")
 ASSIGNMENT_FILE = "shard_assignment.tsv"
 
@@ -69,8 +69,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     lib = config.get("library") or {}
     afdb = lib.get("afdb") or {}
     pdb = lib.get("pdb") or {}
-    if not (lib.get("local") or afdb.get("accessions") or afdb.get("proteome")
-            or pdb.get("entries")):
+    if not (lib.get("local") or afdb.get("accessions") or afdb.get("accessions_file")
+            or afdb.get("proteome") or pdb.get("entries")):
         raise ConfigError("config key 'library': no candidates; give at least one of "
                           "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
                           "or 'library.pdb.entries'")
@@ -97,21 +97,30 @@ def resolve_local_files(patterns: Iterable[str]) -> list[str]:
 
 
 def library_spec(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The spec JSON of ``difffit-screen fetch`` for this config (local globs resolved)."""
+    """The spec JSON of ``difffit-screen fetch`` for this config (local globs resolved).
+
+    Base URLs are not part of the spec (they are passed as options), so that a mirror does not
+    change the library.
+    """
     lib = config.get("library") or {}
     afdb = lib.get("afdb") or {}
     pdb = lib.get("pdb") or {}
-    urls = config.get("urls") or {}
     spec: dict[str, Any] = {
         "afdb": {"accessions": sorted(set(afdb.get("accessions") or [])),
+                 "accessions_file": afdb.get("accessions_file"),
                  "proteome": afdb.get("proteome"),
+                 "reviewed": bool(afdb.get("reviewed", False)),
                  "pae": bool(afdb.get("pae", False))},
         "pdb": {"entries": sorted(set(pdb.get("entries") or [])),
                 "unique_chains": bool(pdb.get("unique_chains", True))},
         "local": resolve_local_files(lib.get("local") or []),
-        "urls": {k: urls[k] for k in FETCH_URL_KEYS if urls.get(k)},
     }
     return spec
+
+
+def library_spec_json(config: Mapping[str, Any]) -> str:
+    """:func:`library_spec` as compact JSON (sorted keys): a rule parameter of the spec step."""
+    return json.dumps(library_spec(config), sort_keys=True, separators=(",", ":"))
 
 
 def spec_digest(spec: Mapping[str, Any]) -> str:
@@ -147,7 +156,7 @@ def library_size_hint(config: Mapping[str, Any], manifest: str | None = None) ->
 
         return pq.read_metadata(manifest).num_rows
     spec = library_spec(config)
-    if spec["afdb"]["proteome"]:
+    if spec["afdb"]["proteome"] or spec["afdb"]["accessions_file"]:
         return None
     return len(spec["local"]) + len(spec["afdb"]["accessions"]) + len(spec["pdb"]["entries"])
 

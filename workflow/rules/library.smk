@@ -17,7 +17,7 @@ rule library_spec:
     conda:
         "../envs/difffit_screen.yaml"
     params:
-        spec=wh.library_spec(config),
+        spec=wh.library_spec_json(config),
     shell:
         "python -m difffit_screen.workflow_helpers write-spec --spec {params.spec:q}"
         " --out {output} > {log} 2>&1"
