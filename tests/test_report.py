@@ -318,3 +318,19 @@ def test_fit_then_report_end_to_end(tmp_path):
     opened = re.findall(r"^open (\S+)$", cxc, flags=re.M)
     assert len(opened) == 4 and all((out / "report" / p).is_file() for p in opened)
     assert index.read_text().count('class="hit-view"') == 3
+
+
+def test_report_from_prepared_map(tmp_path):
+    from difffit_screen.maps import prepare_map, save_prepared
+
+    folder = build_results(tmp_path / "screen", with_run_json=False)
+    prepared = save_prepared(prepare_map(read_map(MAP), threshold=THRESHOLD, resolution=4.0),
+                             tmp_path / "prepared.npz")
+    index = write_report(folder, prepared=prepared, top=1)
+    assert index.read_text().count('class="hit-view"') == 1
+    cxc = (index.parent / "top_hits.cxc").read_text()
+    assert f"volume #1 level {THRESHOLD:g}" in cxc
+    (map_rel,) = re.findall(r"^open (\S+\.mrc)$", cxc, flags=re.M)
+    copied = read_map(index.parent / map_rel)
+    np.testing.assert_array_equal(copied.data, read_map(MAP).data)
+    np.testing.assert_allclose(copied.origin, read_map(MAP).origin, atol=1e-3)
