@@ -53,7 +53,7 @@ class DensityMap:
         return self.origin + np.asarray(idx_zyx)[..., ::-1] * self.voxel_size
 
     def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
-        """Map ``(..., 3)`` world ``[x, y, z]`` to fractional voxel indices ``[i, j, k]`` (x first)."""
+        """Map ``(..., 3)`` world ``[x, y, z]`` to fractional indices ``[i, j, k]`` (x first)."""
         return (np.asarray(xyz) - self.origin) / self.voxel_size
 
 
@@ -137,7 +137,7 @@ def read_map(path: str | os.PathLike) -> DensityMap:
 
 
 def write_map(path: str | os.PathLike, dmap: DensityMap) -> Path:
-    """Write ``dmap`` as an MRC file (axis order 1,2,3, ORIGIN set, NSTART 0); ``.gz`` compresses."""
+    """Write ``dmap`` as MRC (axis order 1,2,3, ORIGIN set, NSTART 0); ``.gz`` compresses."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     compression = "gzip" if path.suffix == ".gz" else None

@@ -257,7 +257,7 @@ def simulate_atom_weights(xyz: np.ndarray, elements: np.ndarray, resolution: flo
 
 
 def apply_matrix(xyz: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """Apply a pose ``matrix`` (``(3, 4)`` or 12 floats, row-major ``[R | t]``) to ``(N, 3)`` xyz."""
+    """Apply a pose ``matrix`` (``(3, 4)`` or 12 floats, row-major ``[R | t]``) to xyz."""
     m = np.asarray(matrix, dtype=np.float64).reshape(3, 4)
     return (np.asarray(xyz, dtype=np.float64) @ m[:, :3].T + m[:, 3]).astype(np.float32)
 
@@ -311,7 +311,8 @@ def to_gemmi(atoms: Atoms, xyz: np.ndarray | None = None, chain_name: str | None
     return st
 
 
-def write_structure(atoms: Atoms, path: str | os.PathLike, matrix: np.ndarray | None = None) -> Path:
+def write_structure(atoms: Atoms, path: str | os.PathLike,
+                    matrix: np.ndarray | None = None) -> Path:
     """Write ``atoms`` (posed by ``matrix`` if given) as mmCIF (``.cif``) or PDB (``.pdb``)."""
     path = Path(path)
     xyz = atoms.xyz if matrix is None else apply_matrix(atoms.xyz, matrix)

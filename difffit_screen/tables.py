@@ -173,9 +173,9 @@ def rank_candidates(fits: pa.Table) -> pa.Table:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["candidate"]] = counts.get(r["candidate"], 0) + 1
-        if r["cluster_rank"] == 1 or r["candidate"] not in best:
-            if r["candidate"] not in best or r["cluster_rank"] < best[r["candidate"]]["cluster_rank"]:
-                best[r["candidate"]] = r
+        current = best.get(r["candidate"])
+        if current is None or r["cluster_rank"] < current["cluster_rank"]:
+            best[r["candidate"]] = r
 
     def key(r: dict) -> tuple:
         score = r["score"] if r["score"] is not None and np.isfinite(r["score"]) else -np.inf

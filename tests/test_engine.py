@@ -1,0 +1,153 @@
+"""Structures, start placements, rotations, clustering and scores: real properties."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.transform import Rotation
+
+from difffit_screen.cluster import cluster_poses
+from difffit_screen.errors import InputError
+from difffit_screen.maps import prepare_map, read_map
+from difffit_screen.optimise import rotvec_to_matrix
+from difffit_screen.placements import sample_positions, sample_rotations
+from difffit_screen.scores import FootprintCorrelation, score_atoms
+from difffit_screen.structures import (
+    apply_matrix,
+    atomic_numbers,
+    read_structure,
+    select_atoms,
+    simulate_atom_weights,
+    write_structure,
+)
+
+DATA = Path(__file__).parent / "data"
+DEMO = DATA / "demo_library"
+
+
+def test_read_select_write_roundtrip(tmp_path):
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    assert len(atoms) == 1678 and atoms.name == "I7MLV6_D3"
+    assert select_atoms(atoms, "ca").sum() == 206
+    assert select_atoms(atoms, "backbone").sum() == 4 * 206
+    m = np.hstack([Rotation.from_euler("zyx", [30, 20, 10], degrees=True).as_matrix(),
+                   [[1.0], [2.0], [3.0]]])
+    write_structure(atoms, tmp_path / "posed.cif", m)
+    back = read_structure(tmp_path / "posed.cif")
+    np.testing.assert_allclose(back.xyz, apply_matrix(atoms.xyz, m), atol=1e-3)
+    assert list(back.atom_name[:4]) == list(atoms.atom_name[:4])
+
+
+def test_waters_and_ions_never_in_backbone(tmp_path):
+    pdb = tmp_path / "w.pdb"
+    pdb.write_text(
+        "ATOM      1  N   ALA A   1       0.000   0.000   0.000  1.00 50.00           N\n"
+        "ATOM      2  CA  ALA A   1       1.400   0.000   0.000  1.00 50.00           C\n"
+        "HETATM    3  O   HOH A 101       5.000   5.000   5.000  1.00 20.00           O\n"
+        "HETATM    4 CA    CA A 102       6.000   6.000   6.000  1.00 20.00          CA\n"
+        "END\n")
+    default = read_structure(pdb)
+    assert len(default) == 2  # water and ion dropped by default
+    everything = read_structure(pdb, keep_waters=True, keep_ligands=True)
+    assert len(everything) == 4
+    assert select_atoms(everything, "backbone").sum() == 2
+    assert select_atoms(everything, "ca").sum() == 1
+
+
+@pytest.mark.parametrize("content,problem", [(b"", "empty"), (b"garbage\x00\x01" * 50, "")])
+def test_bad_structures(tmp_path, content, problem):
+    p = tmp_path / "bad.pdb"
+    p.write_bytes(content)
+    with pytest.raises(InputError, match=r"bad.pdb"):
+        read_structure(p)
+
+
+def test_structure_without_atoms(tmp_path):
+    p = tmp_path / "waters.pdb"
+    p.write_text("HETATM    1  O   HOH A 101       5.000   5.000   5.000  1.00 20.00           O\n")
+    with pytest.raises(InputError, match=r"waters.pdb: no atoms"):
+        read_structure(p)
+
+
+def test_simulated_weights_match_the_gaussian_sum():
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    w = simulate_atom_weights(atoms.xyz, atoms.element, 4.0)
+    assert w.max() == pytest.approx(1.0) and w.min() > 0
+    # two atoms 1.5 Å apart and one isolated: W_i = sum_j Z_j exp(-d_ij^2 / 2 sigma^2) / max
+    xyz = np.array([[0, 0, 0], [1.5, 0, 0], [50, 0, 0]], dtype=np.float32)
+    w3 = simulate_atom_weights(xyz, np.array(["C", "O", "C"]), 4.0)
+    sigma = 0.225 * 4.0
+    g = np.exp(-(1.5**2) / (2 * sigma**2))
+    expected = np.array([6 + 8 * g, 8 + 6 * g, 6.0])
+    np.testing.assert_allclose(w3, expected / expected.max(), rtol=1e-5)
+    np.testing.assert_array_equal(atomic_numbers(np.array(["C", "N", "O", "S"])), [6, 7, 8, 16])
+
+
+def test_rotations_uniform_and_seeded():
+    r = sample_rotations(4000, seed=3)
+    np.testing.assert_allclose(np.einsum("kij,kil->kjl", r, r), np.broadcast_to(np.eye(3), r.shape),
+                               atol=1e-9)
+    assert np.allclose(np.linalg.det(r), 1.0)
+    # uniform on SO(3): E[R] = 0 and the angle density is (1 - cos w)/pi
+    assert np.abs(r.mean(0)).max() < 0.02
+    angles = Rotation.from_matrix(r).magnitude()
+    assert np.mean(angles) == pytest.approx(np.pi / 2 + 2 / np.pi, abs=0.03)
+    np.testing.assert_array_equal(sample_rotations(50, 7), sample_rotations(50, 7))
+    assert not np.allclose(sample_rotations(50, 7), sample_rotations(50, 8))
+
+
+def test_positions_cover_the_footprint():
+    m = read_map(DEMO / "density2.mrc")
+    prep = prepare_map(m, threshold=0.886, resolution=4.0)
+    pos = sample_positions(prep.mask, m.origin, m.voxel_size, 20, seed=0)
+    idx = np.round((pos - m.origin) / m.voxel_size).astype(int)
+    assert prep.mask[idx[:, 2], idx[:, 1], idx[:, 0]].mean() > 0.9  # jitter may step outside
+    d = np.linalg.norm(pos[:, None] - pos[None], axis=-1) + np.eye(20) * 1e9
+    assert d.min() > 5.0  # farthest-point sampling: spread out, no two starts together
+    np.testing.assert_array_equal(pos, sample_positions(prep.mask, m.origin, m.voxel_size, 20, 0))
+
+
+def test_rotvec_matches_scipy():
+    w = np.random.default_rng(0).normal(size=(50, 3))
+    w[0] = 1e-9
+    ours = rotvec_to_matrix(torch.as_tensor(w)).numpy()
+    np.testing.assert_allclose(ours, Rotation.from_rotvec(w).as_matrix(), atol=1e-9)
+
+
+def test_clustering_groups_within_tolerance_only():
+    base = Rotation.from_euler("z", 0, degrees=True).as_matrix()
+    rots = np.array([base,
+                     Rotation.from_euler("z", 4, degrees=True).as_matrix(),   # joins 0
+                     Rotation.from_euler("z", 10, degrees=True).as_matrix(),  # own cluster
+                     base, base])
+    cents = np.array([[0, 0, 0], [1, 1, 0], [0, 0, 0], [0, 0, 2.9], [0, 0, 3.5]], float)
+    score = np.array([5.0, 4.0, 3.0, 2.0, 1.0])
+    labels, leaders = cluster_poses(rots, cents, score)
+    assert list(leaders) == [0, 2, 4]
+    assert list(labels) == [0, 0, 1, 0, 2]
+    # order independence: permuting inputs permutes labels consistently
+    perm = np.array([4, 2, 0, 3, 1])
+    _, leaders_p = cluster_poses(rots[perm], cents[perm], score[perm])
+    assert list(perm[leaders_p]) == [0, 2, 4]
+
+
+def test_scores_prefer_the_reference_pose_and_penalise_misfits():
+    m = read_map(DEMO / "density2.mrc")
+    prep = prepare_map(m, threshold=0.886, resolution=4.0)
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    ref = np.loadtxt(DATA / "reference_poses" / "I7MLV6_D3_pose_DERIVED.transform.txt")
+    good = apply_matrix(atoms.xyz, ref)
+    shifted = good + np.array([6.0, 0, 0])
+    w = simulate_atom_weights(atoms.xyz, atoms.element, 4.0)
+    s_good, s_bad = score_atoms(prep, good, w), score_atoms(prep, shifted, w)
+    assert s_good["mean_density"] > s_bad["mean_density"]
+    assert s_good["inside_fraction"] > s_bad["inside_fraction"]
+    assert 0 < s_good["correlation"] <= 1
+    fc = FootprintCorrelation(prep)
+    z = atomic_numbers(atoms.element)
+    assert fc(good, z) > 0.4 > fc(shifted, z)
+    # a candidate far from the map scores below zero: it explains nothing
+    assert fc(good + 500.0, z) < 0

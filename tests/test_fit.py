@@ -1,0 +1,172 @@
+"""End-to-end fitting on real cryo-EM data: identity ranking, poses, determinism, bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from scipy.spatial.transform import Rotation
+
+from difffit_screen.cli import main
+from difffit_screen.fit import FitParams, fit_candidates, iter_candidates
+from difffit_screen.maps import DensityMap, prepare_map, read_map, write_map
+from difffit_screen.structures import apply_matrix, read_structure, write_structure
+
+DATA = Path(__file__).parent / "data"
+DEMO = DATA / "demo_library"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PARALOGS = ["I7MLV6_D3", "I7M317_D1"]
+
+
+def pose_error(matrix: np.ndarray, ref: np.ndarray, xyz: np.ndarray) -> tuple[float, float]:
+    """Centroid shift (Å) and rotation angle (degrees) between two poses of ``xyz``."""
+    m, r = np.asarray(matrix).reshape(3, 4), np.asarray(ref).reshape(3, 4)
+    c = xyz.mean(0)
+    shift = np.linalg.norm((m[:, :3] @ c + m[:, 3]) - (r[:, :3] @ c + r[:, 3]))
+    angle = Rotation.from_matrix(m[:, :3] @ r[:, :3].T).magnitude()
+    return float(shift), float(np.degrees(angle))
+
+
+@pytest.fixture(scope="module")
+def demo_fit(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    rc = main(["fit", "--map", str(DEMO / "density2.mrc"), "--threshold", "0.886",
+               "--resolution", "4", "--out", str(out), "--seed", "1",
+               *(str(DEMO / f"{n}.pdb") for n in [*PARALOGS, "I7LV70_D1"])])
+    assert rc == 0
+    return out
+
+
+def test_demo_identity_paralogs_rank_first(demo_fit):
+    ranking = pq.read_table(demo_fit / "ranking.parquet").to_pandas()
+    assert list(ranking.candidate[:2]) in (PARALOGS, PARALOGS[::-1])
+    assert ranking.candidate[2] == "I7LV70_D1"
+    margin = ranking.score[1] - ranking.score[2]
+    assert margin > 0.3, ranking[["candidate", "score"]]
+    assert not ranking.fit_ok[2]  # the 220 Å decoy cannot sit in the 55-64 Å box
+    assert ranking.hits[0] >= 10 and ranking.hits[1] >= 10
+
+
+def test_demo_poses_match_reference_and_models_are_in_map_frame(demo_fit):
+    fits = pq.read_table(demo_fit / "fits.parquet").to_pandas()
+    for name in PARALOGS:
+        atoms = read_structure(DEMO / f"{name}.pdb")
+        ref = np.loadtxt(DATA / "reference_poses" / f"{name}_pose_DERIVED.transform.txt")
+        top = fits[(fits.candidate == name) & (fits.cluster_rank == 1)].iloc[0]
+        shift, angle = pose_error(top.matrix, ref, atoms.xyz)
+        assert shift < 1.0 and angle < 3.0, (name, shift, angle)
+        rmsd = np.sqrt(((apply_matrix(atoms.xyz, top.matrix)
+                         - apply_matrix(atoms.xyz, ref)) ** 2).sum(1).mean())
+        assert rmsd < 1.0
+        # quat_xyzw and translation are derived from the matrix
+        m = np.asarray(top.matrix).reshape(3, 4)
+        np.testing.assert_allclose(Rotation.from_quat(top.quat_xyzw).as_matrix(), m[:, :3],
+                                   atol=1e-5)
+        np.testing.assert_allclose(top.translation, m[:, 3])
+        model = read_structure(top.model_path)
+        np.testing.assert_allclose(model.xyz, apply_matrix(atoms.xyz, top.matrix), atol=2e-3)
+    run = json.loads((demo_fit / "run.json").read_text())
+    assert run["seed"] == 1 and run["params"]["positions"] == 10
+    assert run["map"]["sha256"] and len(run["inputs"]) == 3
+    assert run["timing"]["samples_per_s"] > 0
+
+
+def test_same_seed_same_result_and_batching_does_not_change_fits(tmp_path):
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    files = [str(DEMO / f"{n}.pdb") for n in PARALOGS]
+    small = {"positions": 3, "rotations": 8, "iterations": 30, "refine_top": 3, "models": 0}
+    p = FitParams(seed=5, **small)
+    a = fit_candidates(prep, iter_candidates(files, p), p, progress=False).fits
+    b = fit_candidates(prep, iter_candidates(files, p), p, progress=False).fits
+    assert [r["matrix"].tolist() for r in a] == [r["matrix"].tolist() for r in b]
+    # one candidate per batch (tiny max_samples) gives the same poses as both in one batch
+    p1 = FitParams(seed=5, max_samples=1000, **small)
+    c = fit_candidates(prep, iter_candidates(files, p1), p1, progress=False).fits
+    for r1, r2 in zip(a, c, strict=True):
+        np.testing.assert_allclose(r1["matrix"], r2["matrix"], atol=2e-3)
+    p2 = FitParams(seed=6, **small)
+    d = fit_candidates(prep, iter_candidates(files, p2), p2, progress=False).fits
+    assert [r["matrix"].tolist() for r in a] != [r["matrix"].tolist() for r in d]
+
+
+def test_bad_candidates_go_to_failures_and_the_rest_goes_on(tmp_path):
+    (tmp_path / "empty.pdb").write_text("")
+    (tmp_path / "junk.cif").write_text("data_x\nloop_\n_atom_site.id\n")
+    waters = tmp_path / "waters.pdb"
+    waters.write_text("HETATM    1  O   HOH A 101       5.000   5.000   5.000  1.00 20.00"
+                      "           O\n")
+    out = tmp_path / "out"
+    args = ["fit", "--map", str(DEMO / "density2.mrc"), "--threshold", "0.886", "--out",
+            str(out), "--positions", "2", "--rotations", "4", "--iterations", "10"]
+    rc = main([*args, str(DEMO / "I7MLV6_D3.pdb"), str(tmp_path / "empty.pdb"),
+               str(tmp_path / "junk.cif"), str(waters), str(tmp_path / "missing.pdb")])
+    assert rc == 0
+    failures = pq.read_table(out / "failures.parquet").to_pandas().set_index("candidate")
+    assert set(failures.index) == {"empty", "junk", "waters", "missing"}
+    assert "empty" in failures.reason["empty"] and "no atoms" in failures.reason["waters"]
+    assert all(str(tmp_path) in r for r in failures.reason)  # each names its file
+    ranking = pq.read_table(out / "ranking.parquet").to_pandas()
+    assert list(ranking.candidate) == ["I7MLV6_D3"]
+    # nothing fitted at all: non-zero exit
+    assert main([*args, str(tmp_path / "empty.pdb")]) == 1
+
+
+def test_candidate_far_bigger_than_the_map(tmp_path):
+    m = read_map(DEMO / "density2.mrc")
+    crop = DensityMap(m.data[15:27, 12:24, 14:26].copy(), m.voxel_size,
+                      m.origin + np.array([14, 12, 15]) * m.voxel_size)
+    write_map(tmp_path / "crop.mrc", crop)
+    rc = main(["fit", "--map", str(tmp_path / "crop.mrc"), "--threshold", "0.5", "--out",
+               str(tmp_path / "o"), "--positions", "2", "--rotations", "2", "--iterations", "5",
+               str(DEMO / "I7LV70_D1.pdb")])
+    assert rc == 1
+    reason = pq.read_table(tmp_path / "o" / "failures.parquet").column("reason")[0].as_py()
+    assert "far bigger than the map" in reason and "I7LV70_D1.pdb" in reason
+
+
+def test_cli_bad_map_is_one_clear_line(tmp_path):
+    bad = tmp_path / "broken.mrc"
+    bad.write_bytes(b"\x00" * 100)
+    proc = subprocess.run([sys.executable, "-m", "difffit_screen.cli", "fit", "--map", str(bad),
+                           "--out", str(tmp_path / "o"), str(DEMO / "I7MLV6_D3.pdb")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "broken.mrc" in proc.stderr and "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "difffit_screen.cli", "fit", "--map",
+                           str(DEMO / "density2.mrc"), "--threshold", "50", "--out",
+                           str(tmp_path / "o"), str(DEMO / "I7MLV6_D3.pdb")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "leaves no voxel" in proc.stderr
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="../shared/data not available")
+@pytest.mark.parametrize("case,map_name,model,resolution", [
+    ("emd5925_segmented_chain", "emd_5925_chain_seg.mrc", "5925_native_chain.pdb", 4.0),
+])
+def test_deposited_pose_recovered_from_random_starts(tmp_path, case, map_name, model, resolution):
+    """The model, moved to a random pose, is fitted back within 3 Å / 6° in >= 4 of 5 seeds."""
+    folder = SHARED / case
+    prep = prepare_map(read_map(folder / map_name), resolution=resolution)
+    atoms = read_structure(folder / model)
+    ok = 0
+    for seed in range(5):
+        rng = np.random.default_rng(100 + seed)
+        rot = Rotation.random(random_state=rng).as_matrix()
+        moved = np.hstack([rot, rng.uniform(-50, 50, size=(3, 1))])
+        write_structure(atoms, tmp_path / f"moved{seed}.pdb", moved)
+        p = FitParams(seed=seed, models=0)
+        fits = fit_candidates(prep, iter_candidates([str(tmp_path / f"moved{seed}.pdb")], p), p,
+                              progress=False).fits
+        top = next(r for r in fits if r["cluster_rank"] == 1)
+        # deposited pose of the moved model = inverse of the random move
+        inv_r = rot.T
+        ref = np.hstack([inv_r, (-inv_r @ moved[:, 3])[:, None]])
+        moved_xyz = apply_matrix(atoms.xyz, moved)
+        shift, angle = pose_error(top["matrix"], ref, moved_xyz)
+        ok += shift <= 3.0 and angle <= 6.0
+    assert ok >= 4
