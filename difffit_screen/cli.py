@@ -189,10 +189,30 @@ def _run_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- composite -------------------------------------------------------------------------------
+
+def _add_composite(sub: argparse._SubParsersAction) -> None:
+    from .composite import add_composite_arguments
+
+    p = sub.add_parser("composite", help="place several subunits (and copies) into one map",
+                       description="Fit subunits into a map of the whole complex in rounds: "
+                                   "accept significant non-clashing placements, zero their "
+                                   "density, refit the rest on the residual map.")
+    add_composite_arguments(p)
+    p.set_defaults(handler=_run_composite)
+
+
+def _run_composite(args: argparse.Namespace) -> int:
+    from .composite import run_composite_command
+
+    return run_composite_command(args)
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
 _COMMANDS = [_add_fit, _add_prepare_map, _add_aggregate, _add_report, _add_domains,
              _add_fetch, _add_fetch_map, _add_pack]
+_COMMANDS.append(_add_composite)
 
 
 def main(argv: list[str] | None = None) -> int:
