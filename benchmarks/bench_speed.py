@@ -156,6 +156,17 @@ def correct_on_top(order: list[str]) -> bool:
     return set(order[:2]) == CORRECT
 
 
+def _mean(xs) -> float | None:
+    """Mean over the runs that produced a number (None if none did)."""
+    v = [x for x in xs if x is not None]
+    return float(np.mean(v)) if v else None
+
+
+def _max(xs) -> float | None:
+    v = [x for x in xs if x is not None]
+    return float(max(v)) if v else None
+
+
 def fmt(x, nd=2, dash="—"):
     if x is None:
         return dash
@@ -279,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             load0 = os.getloadavg()[0]
             for n, p in zip(DOMAINS, models, strict=True):
                 log(f"PowerFit -a {ang:g} -p 1 {n}")
-                r = peers.run_powerfit(map_path, RESOLUTION, p, ang, nproc=1)
+                try:
+                    r = peers.run_powerfit(map_path, RESOLUTION, p, ang, nproc=1)
+                except Exception as exc:  # keep the other runs going
+                    r = {"wall_s": None, "cpu_s": None, "peak_rss_mb": None, "top": None,
+                         "error": f"{type(exc).__name__}: {exc}", "settings": {}}
+                    record["notes"].append(f"PowerFit -a {ang:g} {n} failed: {r['error']}")
                 top = r.get("top") or {}
                 per[n] = {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
                           "peak_rss_mb": r["peak_rss_mb"], "search_s": r.get("search_s"),
@@ -290,8 +306,8 @@ def main(argv: list[str] | None = None) -> int:
                 r.pop("scores", None)
                 r["rel_z_scores"] = r.get("rel_z_scores", [])[:20]
                 raws[n] = r
-                log(f"  wall {r['wall_s']:.1f} s cpu {r['cpu_s']:.1f} s cc {top.get('cc')}")
-            s = raws[DOMAINS[0]]["settings"]
+                log(f"  wall {fmt(r['wall_s'], 1)} s cpu {fmt(r['cpu_s'], 1)} s cc {top.get('cc')}")
+            s = raws[DOMAINS[0]].get("settings", {})
             nrot = s.get("n_rotations")
             walls = [per[n]["wall_s"] for n in DOMAINS]
             cpus = [per[n]["cpu_s"] for n in DOMAINS]
@@ -299,9 +315,9 @@ def main(argv: list[str] | None = None) -> int:
             add_run(f"PowerFit {ang:g}° (-p 1)", "powerfit",
                     f"-a {ang:g} ({s.get('real_angle')}°, {nrot} rotations), -p 1, "
                     "Laplace + core-weighted LCC (defaults)", per,
-                    {"wall_per_candidate_s": float(np.mean(walls)),
-                     "cpu_per_candidate_s": float(np.mean(cpus)),
-                     "peak_rss_mb": max(per[n]["peak_rss_mb"] for n in DOMAINS),
+                    {"wall_per_candidate_s": _mean(walls),
+                     "cpu_per_candidate_s": _mean(cpus),
+                     "peak_rss_mb": _max(per[n]["peak_rss_mb"] for n in DOMAINS),
                      "rotations_per_s": (nrot * len(searches) / sum(searches)
                                          if nrot and searches else None),
                      "load_before": load0, "load_after": os.getloadavg()[0],
@@ -322,8 +338,13 @@ def main(argv: list[str] | None = None) -> int:
             load0 = os.getloadavg()[0]
             for n, p in zip(DOMAINS, models, strict=True):
                 log(f"ChimeraX fitmap search {search} {n}")
-                r = peers.run_fitmap(map_path, RESOLUTION, THRESHOLD, p, search=search,
-                                     seed=a.seed)
+                try:
+                    r = peers.run_fitmap(map_path, RESOLUTION, THRESHOLD, p, search=search,
+                                         seed=a.seed)
+                except Exception as exc:  # keep the other runs going
+                    r = {"wall_s": None, "cpu_s": None, "peak_rss_mb": None, "top": None,
+                         "error": f"{type(exc).__name__}: {exc}"}
+                    record["notes"].append(f"fitmap {n} failed: {r['error']}")
                 top = r.get("top") or {}
                 per[n] = {"wall_s": r["wall_s"], "cpu_s": r["cpu_s"],
                           "peak_rss_mb": r["peak_rss_mb"], "search_s": r.get("search_s"),
@@ -336,15 +357,15 @@ def main(argv: list[str] | None = None) -> int:
                 r.pop("scores", None)
                 r.pop("cam_scores", None)
                 raws[n] = r
-                log(f"  wall {r['wall_s']:.1f} s cpu {r['cpu_s']:.1f} s corr "
+                log(f"  wall {fmt(r['wall_s'], 1)} s cpu {fmt(r['cpu_s'], 1)} s corr "
                     f"{top.get('correlation')} fits {r.get('n_unique_fits')}")
             searches = [per[n]["search_s"] for n in DOMAINS if per[n]["search_s"]]
             add_run(f"ChimeraX fitmap search {search}", "chimerax_fitmap",
                     f"level {THRESHOLD}, resolution {RESOLUTION:g}, search {search}, "
                     f"placement sr, seed {a.seed} (DomainFit's call)", per,
-                    {"wall_per_candidate_s": float(np.mean([per[n]["wall_s"] for n in DOMAINS])),
-                     "cpu_per_candidate_s": float(np.mean([per[n]["cpu_s"] for n in DOMAINS])),
-                     "peak_rss_mb": max(per[n]["peak_rss_mb"] for n in DOMAINS),
+                    {"wall_per_candidate_s": _mean(per[n]["wall_s"] for n in DOMAINS),
+                     "cpu_per_candidate_s": _mean(per[n]["cpu_s"] for n in DOMAINS),
+                     "peak_rss_mb": _max(per[n]["peak_rss_mb"] for n in DOMAINS),
                      "starts_per_s": (search * len(searches) / sum(searches)
                                       if searches else None),
                      "load_before": load0, "load_after": os.getloadavg()[0], "raw": raws})
@@ -382,7 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         ours_intool = max((r["in_tool_per_candidate_s"] or np.nan) for r in ours_runs)
         record["ours_reference_run"] = slow["label"]
         for run in record["runs"]:
-            if "wall_per_candidate_s" not in run:
+            if run.get("wall_per_candidate_s") is None or run.get("cpu_per_candidate_s") is None:
                 continue
             run["speed_ratio_wall"] = run["wall_per_candidate_s"] / ours_wall
             run["speed_ratio_cpu"] = run["cpu_per_candidate_s"] / ours_cpu
@@ -479,7 +500,7 @@ def render_md(rec: dict) -> str:
         rank = ", ".join(
             f"{short(n)}{' (nf)' if n in run.get('ranking_no_fit', []) else ''} "
             f"{fmt(per[n].get('score'), 3)}" for n in run.get("ranking", []))
-        rm = " / ".join(fmt(per.get(n, {}).get("rmsd_to_reference"), 1)
+        rm = " / ".join(fmt(per.get(n, {}).get("rmsd_to_reference"), 2)
                         for n in ("I7MLV6_D3", "I7M317_D1"))
         dec = per.get(DECOY, {})
         decs = "no fit" if not dec.get("ok") else f"fit, score {fmt(dec.get('score'), 3)}"
@@ -519,7 +540,7 @@ def render_md(rec: dict) -> str:
         for run in rec["runs"]:
             if run is cx or not run["per_model"]:
                 continue
-            vals = " / ".join(fmt(run["per_model"].get(n, {}).get("rmsd_to_chimerax"), 1)
+            vals = " / ".join(fmt(run["per_model"].get(n, {}).get("rmsd_to_chimerax"), 2)
                               for n in ("I7MLV6_D3", "I7M317_D1"))
             lines.append(f"* {run['label']}: {vals} (MLV6 / M317)")
         rz = {short(n): cx["per_model"][n].get("ranking_z") for n in DOMAINS}

@@ -228,6 +228,36 @@ def _read_powerfit_solutions(path: Path) -> list[dict]:
     return rows
 
 
+def _powerfit_search_seconds(log_text: str) -> float | None:
+    """Search time from powerfit.log: timestamps of 'Starting search' and 'Time for search'.
+
+    (The message itself switches from '1.886 s' to '1m 23s' above a minute.)
+    """
+    from datetime import datetime
+
+    t0 = t1 = None
+    for line in log_text.splitlines():
+        stamp = line[:23]
+        if "Starting search" in line or "Time for search:" in line:
+            try:
+                t = datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+            except ValueError:
+                continue
+            if "Starting search" in line:
+                t0 = t
+            else:
+                t1 = t
+                msg = line.split("Time for search:")[1].strip()
+                if msg.endswith(" s") and "m" not in msg:
+                    try:
+                        return float(msg[:-2])
+                    except ValueError:
+                        pass
+    if t0 is not None and t1 is not None:
+        return (t1 - t0).total_seconds()
+    return None
+
+
 def run_powerfit(map_path, resolution, model_path, angle, nproc=1, *, outdir=None,
                  extra_args=(), n_models=1, root: Path | None = None,
                  timeout: float | None = None) -> dict:
@@ -270,9 +300,7 @@ def run_powerfit(map_path, resolution, model_path, angle, nproc=1, *, outdir=Non
         res["settings"]["real_angle"], res["settings"]["n_rotations"] = rot
     log = outdir / "powerfit.log"
     if log.exists():
-        for line in log.read_text().splitlines():
-            if "Time for search:" in line:
-                res["search_s"] = float(line.split("Time for search:")[1].split()[0])
+        res["search_s"] = _powerfit_search_seconds(log.read_text())
     sol_path = outdir / "solutions.out"
     if m["returncode"] != 0 or not sol_path.exists():
         res["error"] = (m["stderr"] or m["stdout"])[-2000:]
