@@ -551,11 +551,11 @@ def plot_score_vs_size(ranking: pa.Table, null, top: int) -> str:
         base = null.intercept + null.slope * np.log(xs) + null.loc
         ax.plot(xs, np.tanh(base), c="k", lw=1, label="null median")
         ax.plot(xs, np.tanh(base + 2 * null.scale), c="k", lw=1, ls="--", label="null + 2σ")
-    for i, r in enumerate(rows[:top]):
+    for i, r in enumerate(rows[:top]):  # top hits by rank number, hits also by name
         if np.isfinite(size[i]) and np.isfinite(score[i]):
-            ax.annotate(f"{r['rank']}. {r['candidate']}", (size[i], score[i]), fontsize=7,
-                        xytext=(4, 3), textcoords="offset points",
-                        color=RANK_COLOURS[i % len(RANK_COLOURS)])
+            label = f"{r['rank']}. {r['candidate']}" if hit[i] else f"{r['rank']}"
+            ax.annotate(label, (size[i], score[i]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points", color=RANK_COLOURS[i % len(RANK_COLOURS)])
     if np.nanmin(size, initial=np.inf) > 0:
         ax.set_xscale("log")
     ax.set_xlabel(f"candidate size ({size_var})")
@@ -567,8 +567,9 @@ def plot_score_vs_size(ranking: pa.Table, null, top: int) -> str:
 
 
 def plot_significance(ranking: pa.Table, null, top: int) -> str:
-    """Left: histogram of z-scores with the null density; right: -log10(q) by p-value order,
-    the q = :data:`Q_HIT` line and the top hits labelled. Returns a base64 PNG."""
+    """Left: histogram of z-scores with the null density and the top hits marked by rank;
+    right: -log10(q), most significant first, the q = :data:`Q_HIT` line, and the hits and the
+    next three candidates labelled. Returns a base64 PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -602,7 +603,8 @@ def plot_significance(ranking: pa.Table, null, top: int) -> str:
     ax2.plot(np.arange(1, len(q) + 1), mlq, "o", ms=4, c="0.45")
     ax2.axhline(-math.log10(Q_HIT), c="crimson", ls="--", lw=1, label=f"q = {Q_HIT}")
     top_names = {r["candidate"]: i for i, r in enumerate(rows[:top])}
-    for pos, idx in enumerate(order[: max(top, 1)]):
+    n_label = min(top, int((q < Q_HIT).sum()) + 3)  # the hits and the next few
+    for pos, idx in enumerate(order[:n_label]):
         name = rows[idx]["candidate"]
         colour = RANK_COLOURS[top_names[name] % len(RANK_COLOURS)] if name in top_names else "k"
         ax2.annotate(name, (pos + 1, mlq[pos]), fontsize=7, xytext=(4, 2),
@@ -649,7 +651,8 @@ CSS = """
 body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1200px; color: #222; }
 h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
-th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; }
+th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
+#failures td, #run td, #inputs td { white-space: normal; word-break: break-all; }
 td.text, th.text { text-align: left; }
 table.sortable th { cursor: pointer; background: #f0f0f0; user-select: none; }
 table.sortable th[data-order=asc]::after { content: " \\25B2"; }
@@ -807,7 +810,9 @@ def render_html(results: Results, null, exports: list[HitExport], view: MapView 
                 report_dir: Path, top: int, cxc: Path | None) -> str:
     """Assemble the report page (one self-contained HTML string)."""
     ranking = results.ranking
-    n_hits = sum(1 for q in ranking.column("qvalue").to_pylist() if q is not None and q < Q_HIT)
+    hits = [r["candidate"] for r in ranking.select(["candidate", "qvalue"]).to_pylist()
+            if r["qvalue"] is not None and r["qvalue"] < Q_HIT]
+    hit_names = f" ({esc(', '.join(hits))})" if hits else ""
     hits_html, _ = hit_section_html(exports, view)
     plots = ""
     if ranking.num_rows:
@@ -827,7 +832,7 @@ def render_html(results: Results, null, exports: list[HitExport], view: MapView 
 <style>{CSS}</style></head>
 <body>
 <h1>difffit-screen report</h1>
-<p id="summary">{ranking.num_rows} candidates ranked, {n_hits} with q &lt; {Q_HIT};
+<p id="summary">{ranking.num_rows} candidates ranked, {len(hits)} with q &lt; {Q_HIT}{hit_names};
 {results.failures.num_rows} failed. Results: <code>{esc(results.folder)}</code>.
 Map: <code>{map_text}</code>.</p>
 {cxc_html}
