@@ -334,3 +334,31 @@ def test_report_from_prepared_map(tmp_path):
     copied = read_map(index.parent / map_rel)
     np.testing.assert_array_equal(copied.data, read_map(MAP).data)
     np.testing.assert_allclose(copied.origin, read_map(MAP).origin, atol=1e-3)
+
+
+def test_models_from_a_library_shard(tmp_path):
+    """Candidates whose source is ``<shard.parquet>::<candidate>`` are read from the store."""
+    import pyarrow as pa
+
+    from difffit_screen.store import write_shard
+    from difffit_screen.tables import RANKING_SCHEMA
+
+    names = ("I7MLV6_D3", "I7M317_D1")
+    shard = write_shard([read_structure(DEMO / f"{n}.pdb") for n in names],
+                        tmp_path / "shard_000.parquet")
+    rows = []
+    for rank, name in enumerate(names, start=1):
+        atoms = read_structure(DEMO / f"{name}.pdb")
+        row = fit_row(name, f"{shard}::{name}", atoms,
+                      read_transform(DEMO / f"{name}_pose_DERIVED.transform.txt"), 0.5)
+        rows.append({**row, "rank": rank})
+    rows.append({**rows[0], "candidate": "NOT_IN_SHARD", "rank": 3,
+                 "source": f"{shard}::NOT_IN_SHARD"})
+    ranking = table_from_rows(rows, RANKING_SCHEMA)
+    assert isinstance(ranking, pa.Table)
+    hits = export_top_hits(ranking, tmp_path / "report", top=3)
+    for hit, name in zip(hits[:2], names, strict=True):
+        assert hit.error is None
+        reference = read_structure(DEMO / f"{name}_pose_DERIVED.pdb")
+        np.testing.assert_allclose(read_structure(hit.model_path).xyz, reference.xyz, atol=2e-3)
+    assert hits[2].model_path is None and "NOT_IN_SHARD" in hits[2].error
