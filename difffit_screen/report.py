@@ -363,14 +363,21 @@ def trace_segments(trace: np.ndarray, max_gap: float = TRACE_MAX_GAP) -> list[np
 
 
 def copy_map(view: MapView, out_dir: Path) -> Path:
-    """Put the map next to the ``.cxc`` script: a copy of its file, or an MRC written from
-    the array when it came from a prepared ``.npz`` without its file."""
+    """Put the map next to the ``.cxc`` script: a hard link to (or a copy of) its file, or an
+    MRC written from the array when it came from a prepared ``.npz`` without its file."""
     from .maps import DensityMap, write_map
 
     if view.path:
-        dest = out_dir / Path(view.path).name
-        if not dest.exists() or dest.stat().st_size != Path(view.path).stat().st_size:
-            shutil.copyfile(view.path, dest)
+        src = Path(view.path)
+        dest = out_dir / src.name
+        if dest.exists() and dest.resolve() == src.resolve():
+            return dest
+        if dest.exists():
+            dest.unlink()
+        try:
+            os.link(src, dest)  # a hard link costs no space; copying the folder copies the bytes
+        except OSError:
+            shutil.copyfile(src, dest)
         return dest
     return write_map(out_dir / "map.mrc", DensityMap(view.data, view.voxel_size, view.origin))
 
