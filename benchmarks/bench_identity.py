@@ -3,7 +3,8 @@
 I7MLV6_D3, I7M317_D1 (the two PACRG paralogs, the right answers) and I7LV70_D1 (third domain)
 are fitted into ``domainfit_demo/density2.mrc`` (threshold 0.886, resolution 4 Å) together with
 the 490 full-length AlphaFold-DB models of ``library_tardigrade_afdb`` (pure decoys), through the
-Python API that ``difffit-screen fit`` runs (``fit_candidates`` in chunks, ranked as ``run_fit`` ranks), at default
+Python API that ``difffit-screen fit`` runs (``fit_candidates`` in chunks, ranked as
+``run_fit`` ranks), at default
 :class:`FitParams` unless ``--positions``/``--rotations``/``--iterations`` are given.
 
 Recorded: the rank of each paralog, the score margin (worse paralog minus best decoy), time
@@ -220,7 +221,8 @@ def render_md(r: dict) -> str:
         "",
         "- ranks: " + ", ".join(f"{k} **{v}**" for k, v in r["ranks"].items()),
         f"- paralogs rank 1 and 2: **{r['paralogs_rank_1_and_2']}**",
-        f"- margin (worse paralog − best decoy): **{r['margin_worse_paralog_minus_best_decoy']:.3f}**"
+        "- margin (worse paralog − best decoy): "
+        f"**{r['margin_worse_paralog_minus_best_decoy']:.3f}**"
         f" (best decoy {r['best_decoy']['candidate'] if r['best_decoy'] else '-'}, score "
         f"{r['best_decoy']['score'] if r['best_decoy'] else float('nan'):.3f})",
         f"- fitted {r['n_fitted']}, failures {r['n_failures']} ({r['failure_reasons']})",
