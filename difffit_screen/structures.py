@@ -248,12 +248,41 @@ def simulate_atom_weights(xyz: np.ndarray, elements: np.ndarray, resolution: flo
         return np.zeros(0, dtype=np.float32)
     sigma = 0.225 * float(resolution)
     z = atomic_numbers(elements).astype(np.float64)
-    tree = cKDTree(np.asarray(xyz, dtype=np.float64))
-    pairs = tree.sparse_distance_matrix(tree, 5.0 * sigma, output_type="coo_matrix")
-    contrib = z[pairs.col] * np.exp(-(pairs.data**2) / (2.0 * sigma**2))
-    w = np.bincount(pairs.row, weights=contrib, minlength=len(xyz))
-    w += z * (1.0 - np.bincount(pairs.row, minlength=len(xyz)).clip(max=1))  # self if absent
+    xyz = np.asarray(xyz, dtype=np.float64)
+    if sigma > 1.2:  # many neighbours within 5 sigma: a grid is cheaper than neighbour pairs
+        w = _gaussian_sum_on_grid(xyz, z, sigma)
+    else:
+        tree = cKDTree(xyz)
+        pairs = tree.sparse_distance_matrix(tree, 5.0 * sigma, output_type="coo_matrix")
+        contrib = z[pairs.col] * np.exp(-(pairs.data**2) / (2.0 * sigma**2))
+        w = np.bincount(pairs.row, weights=contrib, minlength=len(xyz))
+        w += z * (1.0 - np.bincount(pairs.row, minlength=len(xyz)).clip(max=1))  # self if absent
     return (w / w.max()).astype(np.float32)
+
+
+def _gaussian_sum_on_grid(xyz: np.ndarray, z: np.ndarray, sigma: float) -> np.ndarray:
+    """``sum_j z_j exp(-|x_i - x_j|^2 / 2 sigma^2)`` at every atom, via a grid (spacing sigma/3).
+
+    Atoms are splatted trilinearly, the grid is convolved with the Gaussian (scaled so that a
+    point source gives ``z`` at its centre) and sampled back trilinearly: about 1 % of the exact
+    sum for sigma above 1 Å, in memory linear in the molecule's volume.
+    """
+    from scipy import ndimage
+
+    h = sigma / 3.0
+    lo = xyz.min(0) - 4.0 * sigma
+    f = (xyz - lo) / h
+    shape = tuple((np.ceil(f.max(0)).astype(int) + int(np.ceil(4 * sigma / h)) + 2))
+    i0 = np.floor(f).astype(int)
+    fr = f - i0
+    grid = np.zeros(int(np.prod(shape)))
+    for d in np.ndindex(2, 2, 2):
+        wgt = np.prod(np.where(d, fr, 1 - fr), axis=1)
+        flat = np.ravel_multi_index(tuple((i0 + d).T), shape)
+        grid += np.bincount(flat, weights=wgt * z, minlength=grid.size)
+    grid = ndimage.gaussian_filter(grid.reshape(shape), sigma / h, mode="constant", truncate=4.0)
+    grid *= (2.0 * np.pi) ** 1.5 * (sigma / h) ** 3  # unit peak per unit amplitude
+    return ndimage.map_coordinates(grid, f.T, order=1, mode="nearest", prefilter=False)
 
 
 def apply_matrix(xyz: np.ndarray, matrix: np.ndarray) -> np.ndarray:

@@ -151,3 +151,16 @@ def test_scores_prefer_the_reference_pose_and_penalise_misfits():
     assert fc(good, z) > 0.4 > fc(shifted, z)
     # a candidate far from the map scores below zero: it explains nothing
     assert fc(good + 500.0, z) < 0
+
+
+@pytest.mark.parametrize("resolution", [3.0, 10.0, 20.0])
+def test_simulated_weights_close_to_the_exact_gaussian_sum(resolution):
+    """Neighbour sums (high resolution) and the grid path (low resolution) agree with brute force."""
+    from scipy.spatial.distance import cdist
+
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    sigma = 0.225 * resolution
+    z = atomic_numbers(atoms.element)
+    exact = (z[None] * np.exp(-cdist(atoms.xyz, atoms.xyz) ** 2 / (2 * sigma**2))).sum(1)
+    w = simulate_atom_weights(atoms.xyz, atoms.element, resolution)
+    np.testing.assert_allclose(w, exact / exact.max(), atol=0.04)
