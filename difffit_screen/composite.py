@@ -71,12 +71,12 @@ class CompositeParams:
     clash_fraction: float = 0.10
     clash_distance: float = 3.0
     min_inside: float = 0.5
-    min_score: float = 0.05
+    min_score: float = 0.0
     min_z: float = 3.0
     rel_best: float = 0.5
     zero_level: float = 0.05
     stop_footprint: float = 0.07
-    sigmas: tuple = (2.0, 4.0, 8.0)
+    sigmas: tuple | None = None  # default: (resolution / 3, 2 x resolution / 3)
     negative: float = -0.5
     min_island_volume: float = 200.0
 
@@ -216,6 +216,9 @@ class CompositeResult:
     footprint_left: float
     seconds: float
     missing: dict
+    threshold: float = 0.0
+    resolution: float = 0.0
+    sigmas: tuple = ()
 
 
 def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositeParams,
@@ -228,9 +231,11 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
             raise InputError(f"--copies names {name!r}, which is not a subunit "
                              f"(subunits: {', '.join(sorted(subunits))})")
 
+    res0 = resolution if resolution is not None else float(3.0 * dmap.voxel_size.mean())
+    sigmas = tuple(params.sigmas) if params.sigmas else (res0 / 3.0, 2.0 * res0 / 3.0)
+
     def prepare(d: DensityMap) -> PreparedMap:
-        return prepare_map(d, threshold=threshold, resolution=resolution,
-                           sigmas=tuple(params.sigmas), negative=params.negative,
+        return prepare_map(d, threshold=threshold, resolution=res0, sigmas=sigmas, negative=params.negative,
                            min_island_volume=params.min_island_volume)
 
     prep0 = prepare(dmap)
@@ -336,7 +341,7 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
     missing = {n: params.copies[n] - placed[n] for n in params.copies
                if placed[n] < params.copies[n]}
     return CompositeResult(placements, decisions, work, rnd, stop_reason, footprint_left,
-                           time.perf_counter() - t0, missing)
+                           time.perf_counter() - t0, missing, threshold, resolution, sigmas)
 
 
 # --- outputs -------------------------------------------------------------------------------
@@ -407,10 +412,7 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
     if not subunits:
         raise InputError("no subunits given")
     result = composite(dmap, subunits, params, threshold, resolution, progress)
-    prep_thr = prepare_map(dmap, threshold=threshold, resolution=resolution,
-                           sigmas=tuple(params.sigmas),
-                           min_island_volume=params.min_island_volume)
-    thr, res = prep_thr.threshold, prep_thr.resolution
+    thr, res = result.threshold, result.resolution
     assembly = write_assembly(result, subunits, out / "assembly.cif", str(map_path))
     residual = write_map(out / "residual.mrc", result.residual)
     write_table(table_from_rows(result.decisions, ROUNDS_SCHEMA), out / "rounds.parquet")
@@ -425,7 +427,7 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
     write_composite_cxc(out / "composite.cxc", str(map_path), thr, assembly, residual)
     info = {
         "command": "composite", "map": str(map_path), "threshold": thr, "resolution": res,
-        "rounds": result.rounds, "stop_reason": result.stop_reason,
+        "sigmas": list(result.sigmas), "rounds": result.rounds, "stop_reason": result.stop_reason,
         "footprint_left": result.footprint_left, "seconds": result.seconds,
         "missing_copies": result.missing,
         "placed": {n: sum(p.subunit == n for p in result.placements) for n in subunits},
@@ -473,6 +475,10 @@ def add_composite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zero-level", type=float, default=d.zero_level,
                    help="zero the map where a copy's simulated density > this x its max")
     p.add_argument("--stop-footprint", type=float, default=d.stop_footprint)
+    p.add_argument("--sigmas", type=float, nargs="+",
+                   help="smoothing levels of the search in Å (default resolution/3 and 2 x "
+                        "resolution/3: sharper than fit's 2 4 8, which pull every subunit into "
+                        "the centre of a multi-subunit density)")
     s = p.add_argument_group("search (as for fit)")
     s.add_argument("--positions", type=int, default=f.positions)
     s.add_argument("--rotations", type=int, default=f.rotations)
@@ -499,7 +505,8 @@ def run_composite_command(args: argparse.Namespace) -> int:
                              max_rounds=args.max_rounds, clash_fraction=args.clash_fraction,
                              clash_distance=args.clash_distance, min_inside=args.min_inside,
                              min_score=args.min_score, min_z=args.min_z, rel_best=args.rel_best,
-                             zero_level=args.zero_level, stop_footprint=args.stop_footprint)
+                             zero_level=args.zero_level, stop_footprint=args.stop_footprint,
+                             sigmas=tuple(args.sigmas) if args.sigmas else None)
     res = run_composite(args.map, args.inputs, args.out, params, args.threshold,
                         args.resolution, args.progress)
     counts: dict[str, int] = {}
