@@ -26,7 +26,7 @@ import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,7 +79,8 @@ class FitParams:
     min_inside: float = 0.1
     seed: int = 0
     device: str = "auto"
-    max_samples: int = 3_000_000
+    max_samples: int = 0  # 0 = auto: 3e6 atom samples per batch on CPU, 3e7 on CUDA
+    bucket_window: int = 64
     models: int = 1
     keep_hydrogens: bool = False
     keep_waters: bool = False
@@ -320,6 +321,8 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
                                   params.positions, params.seed)
     starts_rot = sample_rotations(params.rotations, params.seed)
     per = len(starts_pos) * len(starts_rot)
+    if params.max_samples <= 0:
+        params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 3_000_000)
     outcome = FitOutcome()
     bar = tqdm(total=n_total, unit="candidate", disable=None if progress is None else not progress,
                mininterval=1.0, file=sys.stderr)
@@ -356,7 +359,19 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             bar.update(1)
         batch.clear()
 
-    n_in_batch = 0
+    pending: list[_Prepared] = []
+
+    def run_pending() -> None:
+        """Bucket the pending candidates by search size, then fit them in memory-bound batches."""
+        pending.sort(key=lambda c: (len(c.search), c.atoms.name))
+        for cand in pending:
+            n_max = max(len(cand.search), *(len(c.search) for c in batch)) if batch else 0
+            if batch and per * n_max * (len(batch) + 1) > params.max_samples:
+                flush()
+            batch.append(cand)
+        flush()
+        pending.clear()
+
     for name, source, item in candidates:
         if isinstance(item, Exception):
             outcome.failures.append({"candidate": name, "source": source, "stage": "read",
@@ -370,13 +385,10 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
                                      "reason": str(exc)})
             bar.update(1)
             continue
-        n_max = max([len(cand.search)] + [len(c.search) for c in batch])
-        if batch and per * n_max * (n_in_batch + 1) > params.max_samples:
-            flush()
-            n_in_batch = 0
-        batch.append(cand)
-        n_in_batch += 1
-    flush()
+        pending.append(cand)
+        if len(pending) >= params.bucket_window:
+            run_pending()
+    run_pending()
     bar.close()
     return outcome
 
@@ -538,7 +550,8 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
     s.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu or cuda")
     s.add_argument("--max-samples", type=int, default=d.max_samples,
-                   help="atom samples per batch; bounds memory (default 3e6)")
+                   help="atom samples per batch; bounds memory (default 0 = auto: 3e6 on "
+                        "CPU, 3e7 on CUDA)")
     r = p.add_argument_group("refinement, clustering and output")
     r.add_argument("--refine-top", type=int, default=d.refine_top,
                    help=f"clusters refined, scored and reported per candidate "
@@ -568,7 +581,7 @@ def params_from_args(args: argparse.Namespace) -> FitParams:
 def run_fit_command(args: argparse.Namespace) -> int:
     """Handler of ``difffit-screen fit``; exit status 1 only when nothing could be fitted."""
     params = params_from_args(args)
-    for name in ("positions", "rotations", "iterations", "max_search_atoms", "max_samples"):
+    for name in ("positions", "rotations", "iterations", "max_search_atoms"):
         if getattr(params, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     try:
