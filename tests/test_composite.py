@@ -96,7 +96,7 @@ def test_haemoglobin_composite(tmp_path):
         s.setup_entities()
         files[name] = tmp_path / f"{name}.pdb"
         s.write_pdb(str(files[name]))
-    params = CompositeParams(fit=FitParams(positions=16, rotations=24, iterations=50,
+    params = CompositeParams(fit=FitParams(positions=20, rotations=32, iterations=60,
                                            refine_top=6, refine_iterations=60, models=0),
                              copies={"alpha": 2, "beta": 2}, max_rounds=3)
     out = tmp_path / "out"
