@@ -362,3 +362,29 @@ def test_models_from_a_library_shard(tmp_path):
         reference = read_structure(DEMO / f"{name}_pose_DERIVED.pdb")
         np.testing.assert_allclose(read_structure(hit.model_path).xyz, reference.xyz, atol=2e-3)
     assert hits[2].model_path is None and "NOT_IN_SHARD" in hits[2].error
+
+
+@pytest.mark.slow
+def test_demo_screen_end_to_end(tmp_path):
+    """The acceptance screen: the demo map against its 3 domains and 31 library decoys with the
+    fit command's defaults; the PACRG paralogs are the only hits with q < 0.05 and the report's
+    ChimeraX script names files that exist. About 8 minutes on 2 CPU cores."""
+    import pyarrow.parquet as pq
+
+    from difffit_screen.cli import main
+
+    out = tmp_path / "screen"
+    decoys = sorted(LIBRARY.glob("*.pdb.gz"))[::16]
+    domains = sorted(DEMO.glob("I7*_D?.pdb"))
+    assert main(["fit", "--map", str(MAP), "--threshold", str(THRESHOLD), "--resolution", "4",
+                 "--out", str(out), "--models", "0", "--no-progress",
+                 *map(str, domains), *map(str, decoys)]) == 0
+    ranking = pq.read_table(out / "ranking.parquet")
+    q = dict(zip(ranking.column("candidate").to_pylist(), ranking.column("qvalue").to_pylist(),
+                 strict=True))
+    assert {c for c, v in q.items() if v < 0.05} == {"I7MLV6_D3", "I7M317_D1"}
+    assert main(["report", str(out)]) == 0
+    report_dir = out / "report"
+    for rel in re.findall(r"^open (\S+)$", (report_dir / "top_hits.cxc").read_text(), flags=re.M):
+        assert (report_dir / rel).is_file()
+    assert (report_dir / "index.html").read_text().count('class="hit-view"') == 10

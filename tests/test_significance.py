@@ -176,3 +176,57 @@ def test_add_significance_keeps_schema_and_order():
 def test_empty_ranking():
     out = add_significance(RANKING_SCHEMA.empty_table())
     assert out.num_rows == 0 and out.schema.equals(RANKING_SCHEMA)
+
+
+# The best fits of a real screen: the DomainFit demo map (density2.mrc, threshold 0.886,
+# resolution 4 Å) against its 3 AlphaFold domains and 31 tardigrade decoys (every 16th file of
+# library_tardigrade_afdb, sorted), `difffit-screen fit` with default settings (seed 0, CPU).
+DEMO_SCREEN = [  # (candidate, score, n_residues, n_atoms, fit_ok), best first
+    ("I7M317_D1", 0.509684, 207, 1681, True),
+    ("I7MLV6_D3", 0.501698, 206, 1678, True),
+    ("A0A1D1VP89", 0.009933, 574, 4434, True),
+    ("A0A1D1UXZ7", 0.009285, 682, 5405, True),
+    ("A0A1D1VLH3", 0.002440, 416, 3168, True),
+    ("A0A1D1VJB8", -0.000673, 463, 3584, True),
+    ("A0A1D1VR71", -0.001221, 377, 2878, True),
+    ("A0A1D1UVK9", -0.011798, 375, 2921, True),
+    ("A0A1D1UR52", -0.035009, 348, 2717, True),
+    ("A0A1D1UF24", -0.037475, 308, 2380, True),
+    ("A0A1D1VG77", -0.044812, 314, 2426, True),
+    ("A0A1D1UZP1", -0.061406, 260, 2028, True),
+    ("A0A1D1VTF0", -0.062849, 326, 2555, True),
+    ("A0A1D1W1B3", -0.078259, 679, 5191, True),
+    ("A0A1D1VA91", -0.089298, 435, 3416, True),
+    ("A0A1D1VZI1", -0.110915, 226, 1796, True),
+    ("A0A1D1V8F2", -0.114679, 153, 1209, True),
+    ("A0A1D1VX14", -0.119253, 181, 1456, True),
+    ("A0A1D1VDX6", -0.124717, 110, 845, True),
+    ("A0A1D1WA26", -0.126585, 200, 1571, True),
+    ("A0A1D1UNA8", -0.147242, 189, 1493, True),
+    ("A0A1D1UIK7", -0.157882, 221, 1709, True),
+    ("A0A1D1V453", -0.162200, 137, 1063, True),
+    ("A0A1D1VVG5", -0.162253, 483, 3744, True),
+    ("A0A1D1W7Q4", -0.166495, 278, 2180, True),
+    ("A0A1D1UU67", -0.190428, 171, 1318, True),
+    ("A0A1D1V5G3", -0.204166, 208, 1592, True),
+    ("A0A1D1W554", -0.236660, 247, 1854, True),
+    ("A0A1D1W2Z4", -0.242427, 103, 805, True),
+    ("A0A1D1VBQ7", -0.281586, 152, 1172, True),
+    ("A0A0E4AW71", -0.315202, 187, 1338, True),
+    ("A0A1D1ULI0", -0.184228, 975, 6675, False),
+    ("A0A1D1V2J2", -0.300784, 594, 4416, False),
+    ("I7LV70_D1", -0.327733, 392, 3426, False),
+]
+
+
+def test_demo_screen_paralogs_are_the_only_hits():
+    rows = [{"rank": i + 1, "candidate": c, "cluster_rank": 1, "hits": 1, "score": s,
+             "n_residues": nr, "n_atoms": na, "fit_ok": ok}
+            for i, (c, s, nr, na, ok) in enumerate(DEMO_SCREEN)]
+    out = add_significance(table_from_rows(rows, RANKING_SCHEMA))
+    q = dict(zip(out.column("candidate").to_pylist(), out.column("qvalue").to_pylist(),
+                 strict=True))
+    assert {c for c, v in q.items() if v < 0.05} == {"I7MLV6_D3", "I7M317_D1"}
+    assert max(q["I7MLV6_D3"], q["I7M317_D1"]) < 1e-10
+    assert q["I7LV70_D1"] == 1.0  # no acceptable fit
+    assert min(v for c, v in q.items() if c not in ("I7MLV6_D3", "I7M317_D1")) > 0.5
