@@ -6,7 +6,8 @@ writes::
 
     RESULTS_DIR/report/index.html              one file, images embedded as base64 PNG
     RESULTS_DIR/report/models/rank<r>_<candidate>.cif   top hits, posed in the map frame
-    RESULTS_DIR/report/<map file>              a copy of the map (so the folder can be moved)
+    RESULTS_DIR/report/<map file>              the map, hard-linked or copied (so the folder
+                                               can be copied elsewhere)
     RESULTS_DIR/report/top_hits.cxc            ChimeraX: the map at the screen's threshold and
                                                the top hits coloured by rank (relative paths)
 
