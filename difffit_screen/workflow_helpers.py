@@ -46,6 +46,7 @@ HASH_COLUMNS = ("sha256", "checksum", "hash")
 WEIGHT_COLUMNS = ("n_atoms", "atoms", "n_residues", "n_bytes", "bytes", "size", "file_size")
 PATH_COLUMNS = ("path", "file", "local_path", "cache_path")
 ASSIGNMENT_FILE = "shard_assignment.tsv"
+GZIP_RATIO = 4.5  # typical size ratio of a PDB/mmCIF file to its gzip
 
 
 class ConfigError(ValueError):
@@ -251,7 +252,9 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
     """One ``{"key", "candidate", "sha256", "weight"}`` per manifest row.
 
     ``key`` identifies a candidate's content (its id, and its sha256 when the manifest has one);
-    ``weight`` is its atom count when known, else the file size, else 1 (used for balancing).
+    ``weight`` is its atom count when known, else the file size (times :data:`GZIP_RATIO` for a
+    ``.gz`` file, as the size of a structure file is about proportional to its atoms), else 1;
+    it is used for balancing.
     """
     import pyarrow.parquet as pq
 
@@ -268,8 +271,12 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
         cand = str(r[id_col])
         sha = str(r[sha_col]) if sha_col and r.get(sha_col) else ""
         weight = r.get(weight_col) if weight_col else None
-        if weight is None and path_col and r.get(path_col) and os.path.exists(str(r[path_col])):
-            weight = os.path.getsize(str(r[path_col]))
+        path = str(r[path_col]) if path_col and r.get(path_col) else ""
+        if weight is None and path and os.path.exists(path):
+            weight = os.path.getsize(path)
+        if weight and weight_col in (None, "n_bytes", "bytes", "size", "file_size") \
+                and path.endswith(".gz"):
+            weight *= GZIP_RATIO  # file size stands in for the atom count: undo compression
         rows.append({"key": f"{cand}\t{sha}", "candidate": cand, "sha256": sha,
                      "weight": float(weight) if weight else 1.0})
     return rows
@@ -365,7 +372,7 @@ def bucket_manifest(manifest: str | os.PathLike, bucket: str | os.PathLike,
 
 
 def shard_dirs(paths: Iterable[str]) -> list[str]:
-    """The shard folders of a list of per-shard files (``results/shards/<i>-of-<n>/fits.parquet``)."""
+    """The shard folders of per-shard files (``results/shards/<i>-of-<n>/fits.parquet``)."""
     return [os.path.dirname(str(p)) for p in paths]
 
 
@@ -396,7 +403,7 @@ def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 
     return len(rows)
 
 
-# --- command line (the rules' glue steps) ----------------------------------------------------------
+# --- command line (the rules' glue steps) ------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m difffit_screen.workflow_helpers CMD ...``: the workflow's glue steps."""

@@ -27,9 +27,8 @@ rule aggregate:
     params:
         shard_dirs=get_shard_dirs,
     shell:
-        "difffit-screen aggregate --out results"
-        " --failures {input.fetch_failures} {input.pack_failures}"
-        " {params.shard_dirs} > {log} 2>&1"
+        "difffit-screen aggregate --out results {params.shard_dirs}"
+        " --failures {input.fetch_failures} {input.pack_failures} > {log} 2>&1"
 
 
 rule top_hits:
