@@ -31,6 +31,7 @@ OUT = ROOT / "benchmarks" / "results"
 
 def write_chain(src: Path, chains: str, dest: Path, rng) -> Path:
     st = gemmi.read_structure(str(src))
+    st.setup_entities()
     st.remove_ligands_and_waters()
     st.remove_hydrogens()
     s = gemmi.Structure()
