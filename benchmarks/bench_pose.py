@@ -292,6 +292,28 @@ def render_md(doc: dict) -> str:
                            "threshold_source")}
              for k, v in doc["cases"].items()}
     lines += ["", "Case notes: " + json.dumps(extra), ""]
+    lines += ["## Failed seeds", "",
+              "Each failed seed's top pose compared with the reference pose of the same case, "
+              "both scored by the package (`score`, the ranking score; mean map value at the "
+              "atoms). A fit whose mean density is >= 90 % of the reference's sits in density "
+              "as well as the reference and scores no worse (-0.01) (another symmetry copy, or "
+              "the reference pose itself is off the optimum); otherwise the search missed the "
+              "reference basin and returned a poorer pose as its best (a sampling failure, "
+              "not a scoring one).", ""]
+    for name, r in doc["cases"].items():
+        ref = r["info"].get("reference_scores", {})
+        for x in r["seeds"]:
+            if x.get("success") or "rmsd" not in x:
+                continue
+            ratio = x.get("mean_density_ratio_to_reference") or 0.0
+            equal = ratio >= 0.9 and x["score"] >= ref.get("score", np.inf) - 0.01
+            kind = "equal-density alternative" if equal else "search miss (poorer pose)"
+            lines.append(
+                f"- {name} s{x['seed']}: {kind}: score {x['score']:.3f} vs reference "
+                f"{ref.get('score', float('nan')):.3f}, mean density ratio {ratio:.2f}, "
+                f"shift {x['centroid_shift']:.1f} Å, angle {x['angle_deg']:.1f}°, "
+                f"hits {x['hits']}")
+    lines.append("")
     if not doc.get("complete"):
         lines.insert(1, "\n**PARTIAL: the run is still going or was cut off.**")
     return "\n".join(lines) + "\n"
@@ -304,7 +326,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="2 seeds, 4 positions x 16 rotations (writes pose_quick.*)")
     ap.add_argument("--out", help="result stem (default pose / pose_quick)")
+    ap.add_argument("--render", action="store_true",
+                    help="only rewrite the .md from the existing .json")
     args = ap.parse_args(argv)
+    if args.render:
+        global np
+        import numpy as np
+
+        stem = args.out or ("pose_quick" if args.quick else "pose")
+        doc = json.loads((RESULTS / f"{stem}.json").read_text())
+        doc["summary"] = summarise(doc["cases"])
+        (RESULTS / f"{stem}.md").write_text(render_md(doc))
+        return 0
     if not DATA.exists():
         print(f"bench_pose: shared data not found at {DATA}; skipping", file=sys.stderr)
         return 0
