@@ -12,6 +12,7 @@ rule aggregate:
         fit_failures=gather.shard("results/shards/{scatteritem}/failures.parquet"),
         fetch_failures=f"{LIB}/fetch_failures.parquet",
         pack_failures=gather.shard(f"{LIB}/shards/{{scatteritem}}.failures.parquet"),
+        buckets=get_buckets(),
     output:
         ranking=report(
             "results/ranking.parquet",
@@ -33,7 +34,8 @@ rule aggregate:
 
 rule top_hits:
     input:
-        "results/ranking.parquet",
+        ranking="results/ranking.parquet",
+        buckets=get_buckets(),
     output:
         report(
             "results/top_hits.tsv",
@@ -47,4 +49,5 @@ rule top_hits:
     params:
         n=config["report"]["top"],
     shell:
-        "python -m difffit_screen.workflow_helpers top-hits --ranking {input} -n {params.n} --out {output} > {log} 2>&1"
+        "python -m difffit_screen.workflow_helpers top-hits --ranking {input.ranking}"
+        " -n {params.n} --out {output} > {log} 2>&1"

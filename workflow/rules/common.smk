@@ -33,6 +33,18 @@ def get_final_output():
     return out
 
 
+def get_buckets():
+    """The shard buckets written by the split_library checkpoint.
+
+    Jobs downstream of the checkpoint take them as input so that Snakemake re-decides whether
+    they must run once the checkpoint has run: it re-evaluates only the jobs that consume a
+    checkpoint's output directly, and keeps its earlier decision for the others. A bucket that
+    the checkpoint rewrote unchanged has the checksum recorded at the last run, so it does not
+    trigger a job; a bucket that received candidates does.
+    """
+    return gather.shard(f"{LIB}/buckets/{{scatteritem}}.tsv")
+
+
 def get_map_meta():
     """EMDB metadata of a fetched map (resolution, contour); nothing for a local map."""
     return [f"resources/maps/{EMDB}/meta.json"] if EMDB else []

@@ -5,6 +5,9 @@ rule fit_shard:
     input:
         shard=f"{LIB}/shards/{{scatteritem}}.parquet",
         prepared=PREPARED,
+        # the shard's candidate list: ties the job to the split_library checkpoint (see
+        # get_buckets in common.smk)
+        bucket=f"{LIB}/buckets/{{scatteritem}}.tsv",
     output:
         fits="results/shards/{scatteritem}/fits.parquet",
         ranking="results/shards/{scatteritem}/ranking.parquet",

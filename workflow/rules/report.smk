@@ -11,6 +11,7 @@ rule html_report:
         fits="results/fits.parquet",
         failures="results/failures.parquet",
         prepared=PREPARED,
+        buckets=get_buckets(),
     output:
         report(
             "results/report/index.html",
