@@ -52,8 +52,8 @@ def run_snakemake(workdir: Path, configfile: Path | None, *args: str, check: boo
                   env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run the workflow in ``workdir``; returns the completed process (stdout+stderr merged)."""
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none",
-           "--set-threads", "fit_shard=1", *args]
+           "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none", *args,
+           "--set-threads", "fit_shard=1"]  # last: it takes several values
     if configfile is not None:
         cmd[3:3] = ["--configfile", str(configfile)]
     proc = subprocess.run(cmd, cwd=workdir, env=env or snakemake_env(), text=True,
@@ -243,6 +243,19 @@ def test_profiles_dry_run(tmp_path, profile):
 
 
 # --- real runs ----------------------------------------------------------------------------------
+
+def test_emdb_map_is_fetched_and_prepared(tmp_path, fixture_http):
+    lib = make_library(tmp_path, decoys=(), bad=False)
+    cfg = write_config(tmp_path / "config.yaml", lib, urls=fixture_http.urls(), accessions=(),
+                       map={"path": None, "emdb": "EMD-99999", "threshold": None,
+                            "resolution": None})
+    run_snakemake(tmp_path, cfg, "results/map/prepared.npz")
+    meta = (tmp_path / "resources" / "maps" / "EMD-99999" / "meta.json").read_text()
+    assert '"contour"' in meta and '"resolution"' in meta
+    assert (tmp_path / "results" / "map" / "prepared.npz").stat().st_size > 0
+    assert "threshold" in (tmp_path / "logs" / "prepare_map.log").read_text()
+    assert fixture_http.count("/emdb/") >= 2
+
 
 def _mtimes(workdir: Path, pattern: str) -> dict[str, float]:
     return {str(p.relative_to(workdir)): p.stat().st_mtime_ns for p in workdir.glob(pattern)}
