@@ -89,9 +89,9 @@ def run_case(name: str, map_path: Path, thr: float, res: float, subunits: dict[s
         copies.append({"chain": p.chain, "subunit": p.subunit, "round": p.round,
                        "score": float(p.row["score"]), "z": float(p.row["z"]),
                        "nearest_deposited": best[0], **best[1],
-                       "within_3A_6deg": bool(best[1] and best[1]["rmsd"] <= 3.0
-                                              or best[1] and best[1]["centroid_error"] <= 3.0
-                                              and best[1]["angle_deg"] <= 6.0)})
+                       "within_3A_6deg": bool((best[1] and best[1]["rmsd"] <= 3.0)
+                                              or (best[1] and best[1]["centroid_error"] <= 3.0
+                                              and best[1]["angle_deg"] <= 6.0))})
     worst_clash = 0.0
     for i in range(len(cas)):
         f, _ = clash_fraction(cas[i], cas[:i] + cas[i + 1:], params.clash_distance)
@@ -156,9 +156,9 @@ def main(cases: list[str]) -> None:
         refs = {f"Rpb{i + 1}": [(c, ca_map(ref, c))] for i, c in enumerate(chains)}
         p = CompositeParams(fit=FitParams(positions=16, rotations=16, iterations=40,
                                           refine_top=6, refine_iterations=40, models=0),
-                            copies={n: 1 for n in subs}, max_rounds=3)
+                            copies=dict.fromkeys(subs, 1), max_rounds=3)
         results.append(run_case("emd1883_rnapolii", d / "emd_1883.mrc", 0.00102, 20.9, subs,
-                                refs, p, tmp / "rnapolii", {n: 1 for n in subs}))
+                                refs, p, tmp / "rnapolii", dict.fromkeys(subs, 1)))
     for r in results:
         old[r["case"]] = r
     record = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
@@ -176,7 +176,8 @@ def main(cases: list[str]) -> None:
                   f"{r['footprint_left']:.1%}; max CA clash fraction "
                   f"{r['max_clash_fraction']:.3f}; wall {r['wall_s']:.0f} s", "",
                   "| chain | subunit | round | score | z | nearest deposited | CA RMSD Å | "
-                  "centroid err Å | angle ° | ok (3 Å / 6°) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                  "centroid err Å | angle ° | ok (3 Å / 6°) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for c in r["copies"]:
             lines.append(f"| {c['chain']} | {c['subunit']} | {c['round']} | {c['score']:.3f} | "
                          f"{c['z']:.1f} | {c.get('nearest_deposited')} | "

@@ -235,7 +235,8 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
     sigmas = tuple(params.sigmas) if params.sigmas else (res0 / 3.0, 2.0 * res0 / 3.0)
 
     def prepare(d: DensityMap) -> PreparedMap:
-        return prepare_map(d, threshold=threshold, resolution=res0, sigmas=sigmas, negative=params.negative,
+        return prepare_map(d, threshold=threshold, resolution=res0, sigmas=sigmas,
+                           negative=params.negative,
                            min_island_volume=params.min_island_volume)
 
     prep0 = prepare(dmap)
@@ -272,7 +273,7 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
         by_sub: dict[str, list[dict]] = {}
         for r in rows:
             by_sub.setdefault(r["candidate"], []).append(r)
-        for n, rs in by_sub.items():
+        for rs in by_sub.values():
             zs = robust_z(np.array([r["score"] for r in rs]))
             best = max(r["score"] for r in rs)
             for r, z in zip(rs, zs, strict=True):
@@ -405,7 +406,7 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     dmap = read_map(map_path)
     subunits: dict[str, Atoms] = {}
-    for name, source, item in iter_candidates(inputs, params.fit):
+    for name, _source, item in iter_candidates(inputs, params.fit):
         if isinstance(item, Exception):
             raise InputError(str(item))
         subunits[name] = item
@@ -512,7 +513,8 @@ def run_composite_command(args: argparse.Namespace) -> int:
     counts: dict[str, int] = {}
     for p in res.placements:
         counts[p.subunit] = counts.get(p.subunit, 0) + 1
-    print(f"placed {len(res.placements)} copies ({', '.join(f'{n} x{k}' for n, k in counts.items())}"
+    copies = ", ".join(f"{n} x{k}" for n, k in counts.items())
+    print(f"placed {len(res.placements)} copies ({copies}"
           f") in {res.rounds} round(s), {res.stop_reason}; {res.seconds:.1f} s -> {args.out}",
           file=sys.stderr)
     for n, k in res.missing.items():

@@ -60,6 +60,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .errors import InputError
+from .maps import file_sha256
 from .structures import atoms_from_gemmi, candidate_name, is_structure_file
 from .tables import FAILURES_SCHEMA, SCHEMA_VERSION, table_from_rows, write_table
 
@@ -292,15 +293,6 @@ def _one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # --- checks ------------------------------------------------------------------------------------
 
 def parse_structure_file(path: str | os.PathLike) -> gemmi.Structure:
@@ -431,7 +423,7 @@ class FetchContext:
                ) -> tuple[str, int, bool]:
         """Return ``(sha256, n_bytes, downloaded)`` of ``dest``, downloading it only if missing."""
         if dest.is_file():
-            return sha256_file(dest), dest.stat().st_size, False
+            return file_sha256(dest), dest.stat().st_size, False
         sha, n = self.client.download(url, dest, check)
         log.info("downloaded %s (%d bytes)", url, n)
         return sha, n, True
@@ -616,7 +608,7 @@ def local_rows(patterns: Iterable[str]) -> FetchResult:
     """Manifest rows of local structure files (not parsed here: the pack step parses)."""
     files, failures = expand_local(patterns)
     rows = [{"candidate": candidate_name(p), "source_kind": "local", "accession": None,
-             "version": None, "path": str(p), "url": None, "sha256": sha256_file(p),
+             "version": None, "path": str(p), "url": None, "sha256": file_sha256(p),
              "pae_path": None, "chain": None, "n_bytes": p.stat().st_size} for p in files]
     return FetchResult(rows, failures)
 
@@ -787,7 +779,7 @@ def fetch_emdb_map(emdb_id: str, out: str | os.PathLike, meta_out: str | os.Path
         packed = out.with_name(out.name + ".download.gz")
         client.download(url, packed, check_map_file)
         _gunzip(packed, out)
-    meta["sha256"] = sha256_file(out)
+    meta["sha256"] = file_sha256(out)
     meta["n_bytes"] = out.stat().st_size
     if meta_out is not None:
         _write_json(meta, Path(meta_out))

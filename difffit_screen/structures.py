@@ -272,7 +272,7 @@ def _gaussian_sum_on_grid(xyz: np.ndarray, z: np.ndarray, sigma: float) -> np.nd
     h = sigma / 3.0
     lo = xyz.min(0) - 4.0 * sigma
     f = (xyz - lo) / h
-    shape = tuple((np.ceil(f.max(0)).astype(int) + int(np.ceil(4 * sigma / h)) + 2))
+    shape = tuple(np.ceil(f.max(0)).astype(int) + int(np.ceil(4 * sigma / h)) + 2)
     i0 = np.floor(f).astype(int)
     fr = f - i0
     grid = np.zeros(int(np.prod(shape)))

@@ -155,7 +155,7 @@ def test_scores_prefer_the_reference_pose_and_penalise_misfits():
 
 @pytest.mark.parametrize("resolution", [3.0, 10.0, 20.0])
 def test_simulated_weights_close_to_the_exact_gaussian_sum(resolution):
-    """Neighbour sums (high resolution) and the grid path (low resolution) agree with brute force."""
+    """Neighbour sums (high resolution) and the grid (low resolution) match brute force."""
     from scipy.spatial.distance import cdist
 
     atoms = read_structure(DEMO / "I7MLV6_D3.pdb")

@@ -16,6 +16,7 @@ import pytest
 from difffit_screen import library as lib
 from difffit_screen.cli import main
 from difffit_screen.errors import InputError
+from difffit_screen.maps import file_sha256
 from difffit_screen.tables import FAILURES_SCHEMA, read_table
 
 SERVICES = Path(__file__).parent / "data" / "services"
@@ -58,7 +59,7 @@ def test_afdb_by_accessions_takes_version_from_api(fixture_http, client, tmp_pat
         assert path.name == f"AF-{row['accession']}-F1-model_v6.cif"
         assert path.parent == tmp_path / "afdb" / "v6"
         assert path.read_bytes() == served_bytes(row["accession"])
-        assert row["sha256"] == lib.sha256_file(path) and row["n_bytes"] == path.stat().st_size
+        assert row["sha256"] == file_sha256(path) and row["n_bytes"] == path.stat().st_size
         assert row["pae_path"] is None
     assert not list(tmp_path.rglob("*.part"))
     assert fixture_http.count("/afdb/api/prediction/") == 2
@@ -152,7 +153,7 @@ def test_local_paths_folders_and_globs(tmp_path, client):
     assert [r["candidate"] for r in result.rows] == ["a", "b", "a_2"]
     assert [Path(r["path"]).name for r in result.rows] == ["a.pdb.gz", "b.cif", "a.cif.gz"]
     assert all(r["source_kind"] == "local" and r["url"] is None for r in result.rows)
-    assert result.rows[1]["sha256"] == lib.sha256_file(models / "b.cif")
+    assert result.rows[1]["sha256"] == file_sha256(models / "b.cif")
     assert [f["reason"] for f in result.failures] == ["no structure files match"]
 
 
@@ -287,7 +288,7 @@ urls:
     assert [r["candidate"] for r in table] == ["A0A1D1W535", "5ME2_A", "5ME2_B",
                                                "AF-A0A1D1VL39-F1-model_v6"]
     for row in table:
-        assert row["sha256"] == lib.sha256_file(row["path"])
+        assert row["sha256"] == file_sha256(row["path"])
     fails = read_table(failures, FAILURES_SCHEMA).to_pylist()
     assert [(f["candidate"], f["stage"]) for f in fails] == [(MISSING, "fetch")]
 
@@ -322,7 +323,7 @@ def test_fetch_map_reads_resolution_and_primary_contour(fixture_http, tmp_path):
     meta = json.loads(meta_path.read_text())
     assert meta["resolution"] == 4.0 and meta["contour"] == 0.886
     assert meta["emdb_id"] == "EMD-99999" and meta["url"].endswith("/emd_99999.map.gz")
-    assert meta["sha256"] == lib.sha256_file(out)
+    assert meta["sha256"] == file_sha256(out)
     assert out.read_bytes() == gzip.decompress(EMDB_MAP.read_bytes())
     with mrcfile.open(out, permissive=True) as m:
         assert m.data.shape == (47, 34, 40)

@@ -12,7 +12,8 @@ import pytest
 from difffit_screen import store
 from difffit_screen.cli import main
 from difffit_screen.errors import InputError
-from difffit_screen.library import MANIFEST_SCHEMA, local_rows, sha256_file
+from difffit_screen.library import MANIFEST_SCHEMA, local_rows
+from difffit_screen.maps import file_sha256
 from difffit_screen.structures import Atoms, read_structure
 from difffit_screen.tables import FAILURES_SCHEMA, read_table, table_from_rows, write_table
 
@@ -26,13 +27,13 @@ def afdb_row(acc: str, fmt: str = "pdb", **extra) -> dict:
     path = AFDB_FILES / f"AF-{acc}-F1-model_v6.{fmt}.gz"
     return {"candidate": acc, "source_kind": "afdb", "accession": acc, "version": "6",
             "path": str(path), "url": f"https://alphafold.ebi.ac.uk/files/{path.name[:-3]}",
-            "sha256": sha256_file(path), "pae_path": None, "chain": None,
+            "sha256": file_sha256(path), "pae_path": None, "chain": None,
             "n_bytes": path.stat().st_size, **extra}
 
 
 def pdb_rows(chains=("A", "B", "C", "D")) -> list[dict]:
     return [{"candidate": f"5ME2_{c}", "source_kind": "pdb", "accession": "5ME2",
-             "version": None, "path": str(PDB_5ME2), "url": None, "sha256": sha256_file(PDB_5ME2),
+             "version": None, "path": str(PDB_5ME2), "url": None, "sha256": file_sha256(PDB_5ME2),
              "pae_path": None, "chain": c, "n_bytes": PDB_5ME2.stat().st_size} for c in chains]
 
 
