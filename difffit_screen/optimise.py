@@ -1,12 +1,23 @@
 """Batched rigid-body optimisation of many placements at once with Adam (torch).
 
 A placement ``k`` moves the centred coordinates ``x`` (``(N, 3)``, Å, centred on the candidate's
-fitted-atom centroid) to ``R_k @ x + t_k`` in the map frame, with ``R_k = exp([w_k]) @ R0_k``.
-Adam optimises the rotation vector ``w_k`` (radians, about the candidate's centroid) and the
-translation ``t_k`` (Å) of every placement at once: the loss is the sum over placements of
-minus the mean density sampled at the placement's atoms, so placements are independent and the
-sum only batches the work. Step sizes are in Å (translation) and in Å of atom motion at the
-radius of gyration (rotation), so they do not grow with the box.
+fitted-atom centroid) to ``R_k @ x + t_k`` in the map frame. Adam optimises every placement's
+translation ``t_k`` (Å) and a rotation increment ``w_k`` (radians, about the candidate's
+centroid, applied on the left: ``R_k <- exp([w_k]) @ R_k``) at once: the loss is the sum over
+placements of minus the mean density sampled at the placement's atoms, so placements are
+independent and the sum only batches the work. Step sizes are in Å (translation) and in Å of
+atom motion at the radius of gyration (rotation), so they do not grow with the box.
+
+Two ways to get the gradient, with the same loss and the same Adam:
+
+- ``"analytic"`` (default): the volume carries its spatial gradient as three more channels
+  (central differences at the grid points, trilinearly interpolated in between: what ChimeraX
+  ``fitmap`` does), so one forward ``grid_sample`` gives every atom's value and gradient, and the
+  rigid-body gradient is the mean force ``sum_i g_i / N`` and torque ``sum_i (R x_i) x g_i / N``
+  (one ``3 x 3`` batched product). No autograd graph: about twice as fast on a CPU, and far less
+  memory.
+- ``"autograd"``: torch differentiates through ``grid_sample`` (the exact gradient of the
+  trilinear interpolant, piecewise constant within a voxel).
 
 Sampling uses ``torch.nn.functional.grid_sample`` with ``align_corners=True`` and the correct
 normalisation ``2 * (x - origin) / ((n - 1) * voxel) - 1`` (voxel centres at ±1).
@@ -49,11 +60,17 @@ class VolumeSampler:
     prepared volumes carry a padded margin of the negative value, so outside is penalised.
     """
 
-    def __init__(self, volume: DensityMap, device: torch.device, padding: str = "border"):
+    def __init__(self, volume: DensityMap, device: torch.device, padding: str = "border",
+                 with_gradient: bool = True):
         self.device = device
         self.padding = padding
-        self.volume = torch.as_tensor(np.ascontiguousarray(volume.data), dtype=torch.float32,
-                                      device=device)[None, None]
+        channels = [volume.data]
+        if with_gradient:  # d/dx, d/dy, d/dz in value per Å (central differences)
+            gz, gy, gx = np.gradient(volume.data.astype(np.float64), *volume.voxel_size[::-1])
+            channels += [gx, gy, gz]
+        stacked = np.stack(channels).astype(np.float32)
+        self.volume = torch.as_tensor(stacked, device=device)[None]
+        self.value_volume = self.volume[:, :1]
         dims_xyz = torch.tensor(volume.data.shape[::-1], dtype=torch.float32, device=device)
         self.origin = torch.as_tensor(volume.origin, dtype=torch.float32, device=device)
         self.scale = 2.0 / ((dims_xyz - 1.0) * torch.as_tensor(volume.voxel_size,
@@ -74,8 +91,21 @@ class VolumeSampler:
         b = ((trans - self.origin) * self.scale - 1.0)[:, None, :]
         return self._sample(torch.baddbmm(b, x, a))
 
-    def _sample(self, grid: torch.Tensor) -> torch.Tensor:
+    def sample_posed_with_gradient(self, x: torch.Tensor, rot: torch.Tensor,
+                                   trans: torch.Tensor) -> torch.Tensor:
+        """Values and world-frame gradients at ``rot @ x + trans``: ``(4, K, N)``.
+
+        Channel 0 is the value, channels 1-3 its gradient ``[d/dx, d/dy, d/dz]`` per Å.
+        """
+        a = rot.transpose(1, 2) * self.scale
+        b = ((trans - self.origin) * self.scale - 1.0)[:, None, :]
+        grid = torch.baddbmm(b, x, a)
         out = F.grid_sample(self.volume, grid[None, :, :, None, :], mode="bilinear",
+                            padding_mode=self.padding, align_corners=True)
+        return out[0, :, :, :, 0]
+
+    def _sample(self, grid: torch.Tensor) -> torch.Tensor:
+        out = F.grid_sample(self.value_volume, grid[None, :, :, None, :], mode="bilinear",
                             padding_mode=self.padding, align_corners=True)
         return out[0, 0, :, :, 0]
 
@@ -125,6 +155,7 @@ def optimise_placements(
     lr_trans: float,
     lr_rot: torch.Tensor,
     final_lr_fraction: float = 0.05,
+    gradient: str = "analytic",
 ) -> PoseBatch:
     """Optimise ``K`` placements of ``B`` candidates together with Adam.
 
@@ -150,6 +181,8 @@ def optimise_placements(
         ``(K,)`` rotation step in radians (per placement: ``lr_trans / radius of gyration``).
     final_lr_fraction : float
         The step sizes decay (cosine) to this fraction of their start value.
+    gradient : str
+        ``"analytic"`` (volume gradient channels, no autograd) or ``"autograd"``.
 
     Returns
     -------
@@ -159,39 +192,67 @@ def optimise_placements(
     dev = sampler.device
     x = coords.to(dev)[owner]  # (K, N, 3)
     m = atom_weights.to(dev)[owner]  # (K, N)
-    m_sum = m.sum(-1).clamp_min(1e-6)
-    uniform = bool((m == 1).all())  # no padding: a plain mean
-    rot0 = rot0.to(dev).clone()
-    t = trans0.to(dev).clone().requires_grad_(True)
-    w = torch.zeros_like(t, requires_grad=True)
-    lr_rot = lr_rot.to(dev)
-    opt = torch.optim.Adam([{"params": [t], "lr": lr_trans},
-                            {"params": [w], "lr": 1.0}])
-    # The rotation step differs per placement: scale the gradient of w instead of the lr.
-    rot_scale = lr_rot[:, None]
-
-    def losses() -> torch.Tensor:
-        rot = rotvec_to_matrix(w * rot_scale) @ rot0
-        vals = sampler.sample_posed(x, rot, t)
-        if uniform:
-            return -vals.mean(-1)
-        return -(vals * m).sum(-1) / m_sum
-
+    m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)  # mean over real atoms
+    rot = rot0.to(dev, torch.float32).clone()
+    t = trans0.to(dev, torch.float32).clone()
+    lr_rot = lr_rot.to(dev, torch.float32)[:, None]
+    if gradient == "autograd":
+        step = _autograd_step(sampler, x, m)
+    elif gradient == "analytic":
+        if sampler.volume.shape[1] < 4:
+            raise ValueError("analytic gradients need a VolumeSampler(with_gradient=True)")
+        step = _analytic_step(sampler, x, m)
+    else:
+        raise ValueError(f"unknown gradient mode {gradient!r}")
+    # Adam on (t, w) in the tangent space at the current pose (w is reset to 0 each step)
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m_t = torch.zeros_like(t)
+    v_t = torch.zeros_like(t)
+    m_w = torch.zeros_like(t)
+    v_w = torch.zeros_like(t)
     for it in range(iterations):
         frac = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (
             1 + math.cos(math.pi * it / max(iterations - 1, 1)))
-        opt.param_groups[0]["lr"] = lr_trans * frac
-        opt.param_groups[1]["lr"] = frac
-        opt.zero_grad(set_to_none=True)
-        loss = losses()
-        loss.sum().backward()
-        opt.step()
-        if (it + 1) % 25 == 0:  # fold the rotation into rot0 to keep w small
-            with torch.no_grad():
-                rot0 = rotvec_to_matrix(w * rot_scale) @ rot0
-                w.zero_()
+        _, g_t, g_w = step(rot, t)
+        m_t.mul_(b1).add_(g_t, alpha=1 - b1)
+        v_t.mul_(b2).addcmul_(g_t, g_t, value=1 - b2)
+        m_w.mul_(b1).add_(g_w, alpha=1 - b1)
+        v_w.mul_(b2).addcmul_(g_w, g_w, value=1 - b2)
+        c1, c2 = 1 - b1 ** (it + 1), 1 - b2 ** (it + 1)
+        t = t - (lr_trans * frac / c1) * m_t / ((v_t / c2).sqrt() + eps)
+        w = -(frac / c1) * lr_rot * m_w / ((v_w / c2).sqrt() + eps)
+        rot = rotvec_to_matrix(w) @ rot
     with torch.no_grad():
-        final = losses()
-        rot = rotvec_to_matrix(w * rot_scale) @ rot0
-    return PoseBatch(rot.cpu().numpy().astype(np.float64), t.detach().cpu().numpy().astype(
-        np.float64), final.cpu().numpy())
+        final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
+    return PoseBatch(rot.cpu().numpy().astype(np.float64), t.cpu().numpy().astype(np.float64),
+                     final.cpu().numpy())
+
+
+def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
+    """Loss ``(K,)`` and its gradients w.r.t. translation and left rotation, ``(K, 3)`` each."""
+
+    def step(rot: torch.Tensor, t: torch.Tensor):
+        out = sampler.sample_posed_with_gradient(x, rot, t)  # (4, K, N)
+        loss = -(out[0] * m).sum(-1)
+        g = out[1:].permute(1, 0, 2) * m[:, None, :]  # (K, 3, N), weighted
+        grad_t = -g.sum(-1)
+        # torque sum_i (R x_i) x g_i from G = sum_i g_i (R x_i)^T = (g @ x) @ R^T
+        gmat = torch.bmm(g, x) @ rot.transpose(1, 2)
+        torque = torch.stack([gmat[:, 2, 1] - gmat[:, 1, 2], gmat[:, 0, 2] - gmat[:, 2, 0],
+                              gmat[:, 1, 0] - gmat[:, 0, 1]], dim=-1)
+        return loss, grad_t, -torque
+
+    return step
+
+
+def _autograd_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
+    """As :func:`_analytic_step`, differentiating through ``grid_sample`` with autograd."""
+
+    def step(rot: torch.Tensor, t: torch.Tensor):
+        t = t.detach().requires_grad_(True)
+        w = torch.zeros_like(t, requires_grad=True)
+        loss = -(sampler.sample_posed(x, rotvec_to_matrix(w) @ rot, t) * m).sum(-1)
+        g_t, g_w = torch.autograd.grad(loss.sum(), [t, w])
+        return loss.detach(), g_t, g_w
+
+    return step

@@ -164,3 +164,27 @@ def test_simulated_weights_close_to_the_exact_gaussian_sum(resolution):
     exact = (z[None] * np.exp(-cdist(atoms.xyz, atoms.xyz) ** 2 / (2 * sigma**2))).sum(1)
     w = simulate_atom_weights(atoms.xyz, atoms.element, resolution)
     np.testing.assert_allclose(w, exact / exact.max(), atol=0.04)
+
+
+def test_analytic_gradient_agrees_with_autograd():
+    """Force and torque from the volume's gradient channels point where autograd's do."""
+    from difffit_screen.optimise import VolumeSampler, _analytic_step, _autograd_step
+
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    sampler = VolumeSampler(prep.loss_volume, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(0)
+    k, n = 40, 300
+    x = torch.randn(k, n, 3, generator=gen) * 12
+    m = torch.full((k, n), 1.0 / n)
+    rot = rotvec_to_matrix(torch.randn(k, 3, generator=gen))
+    centre = prep.raw.origin + prep.raw.shape_xyz * prep.raw.voxel_size / 2
+    t = torch.as_tensor(centre, dtype=torch.float32) + torch.randn(k, 3, generator=gen) * 5
+    la, fa, ta = _analytic_step(sampler, x, m)(rot, t)
+    lb, fb, tb = _autograd_step(sampler, x, m)(rot, t)
+    torch.testing.assert_close(la, lb)
+
+    def cosine(a, b):
+        return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1))
+
+    assert cosine(fa, fb).median() > 0.9 and cosine(ta, tb).median() > 0.8
+    assert (cosine(fa, fb) > 0.5).float().mean() > 0.9
