@@ -378,3 +378,19 @@ def test_failed_shard_is_retried(tmp_path):
     assert (tmp_path / "killed").exists()
     assert jobs_run(proc.stdout, "fit_shard").count("scatteritem=1-of-1") == 2
     assert (tmp_path / "results" / "ranking.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_demo_config_ranks_the_pacrg_paralogs_first(tmp_path):
+    """config/demo.yaml as shipped, with the local profile: the acceptance test of the demo."""
+    (tmp_path / "tests").symlink_to(REPO / "tests")  # the demo's paths are relative
+    t0 = time.time()
+    run_snakemake(tmp_path, REPO / "config" / "demo.yaml", "--profile",
+                  str(REPO / "profiles" / "local"))
+    print(f"demo screen {time.time() - t0:.1f} s")
+    ranking = pq.read_table(tmp_path / "results" / "ranking.parquet").to_pandas()
+    assert len(ranking) == 33
+    assert set(ranking["candidate"].head(2)) == set(PACRG), ranking.head(5)
+    assert (ranking["qvalue"].head(2) < 1e-6).all()
+    assert (ranking["qvalue"].iloc[2:] > 0.05).all()
+    assert (tmp_path / "results" / "report" / "index.html").is_file()
