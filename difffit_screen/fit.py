@@ -497,8 +497,8 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--resolution", type=float, help="map resolution in Å (default 3 x voxel)")
     g.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
                    "when --threshold/--resolution are not given")
-    g.add_argument("--sigmas", type=float, nargs="+", default=[2.0, 4.0, 8.0],
-                   help="Gaussian smoothing levels in Å (default 2 4 8)")
+    g.add_argument("--sigmas", type=float, nargs="+", default=None,
+                   help="Gaussian smoothing levels in Å (default: resolution x 1/3, 2/3, 1)")
     g.add_argument("--negative", type=float, default=-0.5,
                    help="loss value outside the density footprint (default -0.5)")
     g.add_argument("--min-island-volume", type=float, default=200.0,
@@ -519,7 +519,8 @@ def prepare_from_args(args: argparse.Namespace) -> PreparedMap:
         resolution = resolution if resolution is not None else meta.get("resolution")
     dmap: DensityMap = read_map(args.map)
     return prepare_map(dmap, threshold=threshold, resolution=resolution,
-                       sigmas=tuple(args.sigmas), negative=args.negative,
+                       sigmas=tuple(args.sigmas) if args.sigmas else None,
+                       negative=args.negative,
                        min_island_volume=args.min_island_volume)
 
 

@@ -170,6 +170,12 @@ def default_threshold(data: np.ndarray) -> float:
     return float(data.mean() + 2.0 * data.std())
 
 
+def default_sigmas(resolution: float) -> tuple[float, float, float]:
+    """Default smoothing levels in Å for a map of ``resolution`` Å: ``(r/3, 2r/3, r)``."""
+    r = float(resolution)
+    return (r / 3.0, 2.0 * r / 3.0, r)
+
+
 @dataclass
 class PreparedMap:
     """A map prepared for fitting (see :func:`prepare_map`).
@@ -231,7 +237,7 @@ def prepare_map(
     dmap: DensityMap,
     threshold: float | None = None,
     resolution: float | None = None,
-    sigmas: tuple[float, ...] = (2.0, 4.0, 8.0),
+    sigmas: tuple[float, ...] | None = None,
     weights: tuple[float, ...] | None = None,
     negative: float = -0.5,
     min_island_volume: float = 200.0,
@@ -258,8 +264,10 @@ def prepare_map(
         Contour level in map units; default :func:`default_threshold`.
     resolution : float, optional
         Map resolution in Å (used for simulated weights and scores); default ``3 * voxel``.
-    sigmas : tuple of float
-        Gaussian sigmas in Å of the smoothing levels.
+    sigmas : tuple of float, optional
+        Gaussian sigmas in Å of the smoothing levels; default ``resolution * (1/3, 2/3, 1)``
+        (smoothing that scales with the map's resolution: enough to widen the capture basin,
+        not so much that neighbouring subunits of a complex merge into one blob).
     weights : tuple of float, optional
         Weight per smoothing level (default 1 each).
     negative : float
@@ -281,6 +289,8 @@ def prepare_map(
     threshold = float(threshold)
     if resolution is None:
         resolution = float(3.0 * dmap.voxel_size.mean())
+    if sigmas is None:
+        sigmas = default_sigmas(resolution)
     if weights is None:
         weights = tuple(1.0 for _ in sigmas)
     if len(weights) != len(sigmas):
