@@ -3,7 +3,11 @@
 Writes benchmarks/results/composite.json and composite.md. Each subunit is moved to a random
 start pose first (the search never sees the deposited frame). Errors are measured against the
 nearest deposited chain of the same kind: CA RMSD (residue-number matched), centroid distance
-and rotation angle. Run: python benchmarks/bench_composite.py [case ...]
+and rotation angle. GroEL has no deposited 14-mer: its 14 equivalent positions are the DERIVED
+reference subunit rotated by k x 360/7 about the map z axis through the box centre and the 7
+two-fold partners (the two-fold axis in the xy plane found by ``bench_pose.groel_copies``); the
+MANIFEST's ~5 Å tolerance applies there. Times are wall and CPU (``time.process_time``) seconds
+on 2 shared cores. Run: python benchmarks/bench_composite.py [case ...]
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from difffit_screen.fit import FitParams
 from difffit_screen.structures import apply_matrix, read_structure
 
 ROOT = Path(__file__).resolve().parents[1]
+HB_THRESHOLD = float(__import__("os").environ.get("HB_THR", "0.029"))
+HB_SEARCH = (20, 32, 60, 8)  # positions, rotations, iterations, clusters
 DATA = ROOT.parent / "shared" / "data"
 OUT = ROOT / "benchmarks" / "results"
 
@@ -69,13 +75,32 @@ def compare(posed_ca: dict, ref_ca: dict) -> dict:
             "angle_deg": ang, "n_ca": len(keys)}
 
 
+def groel_equivalents(ref_path: Path, map_path: Path) -> tuple[list, dict]:
+    """The 14 D7-equivalent CA maps of the DERIVED GroEL subunit (via bench_pose)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_pose
+
+    from difffit_screen.maps import read_map
+
+    bench_pose.np, bench_pose.Rotation, bench_pose.apply_matrix = np, Rotation, apply_matrix
+    ref = read_structure(ref_path)
+    copies, info = bench_pose.groel_copies(ref, read_map(map_path))
+    out = []
+    for k, m in enumerate(copies):
+        posed = apply_matrix(ref.xyz, m)
+        label = f"ring1_k{k}" if k < 7 else f"ring2_k{k - 7}"
+        out.append((label, {int(ref.res_seq[i]): posed[i].astype(float) for i in range(len(ref))
+                            if ref.atom_name[i] == "CA"}))
+    return out, info
+
+
 def run_case(name: str, map_path: Path, thr: float, res: float, subunits: dict[str, Path],
              refs: dict[str, list[tuple[str, dict]]], params: CompositeParams, out: Path,
-             expect: dict) -> dict:
-    t0 = time.perf_counter()
+             expect: dict, tol: tuple[float, float] = (3.0, 6.0), note: str = "") -> dict:
+    t0, c0 = time.perf_counter(), time.process_time()
     result = run_composite(str(map_path), [str(p) for p in subunits.values()], out, params,
                            threshold=thr, resolution=res)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     copies, cas = [], []
     for p in result.placements:
         atoms = read_structure(subunits[p.subunit])
@@ -86,12 +111,15 @@ def run_case(name: str, map_path: Path, thr: float, res: float, subunits: dict[s
         errs = [(label, compare(pa, ref)) for label, ref in refs.get(p.subunit, [])]
         best = min(errs, key=lambda e: e[1]["rmsd"]) if errs else (None, {})
         cas.append(np.array(list(pa.values())))
+        e = best[1]
         copies.append({"chain": p.chain, "subunit": p.subunit, "round": p.round,
                        "score": float(p.row["score"]), "z": float(p.row["z"]),
-                       "nearest_deposited": best[0], **best[1],
-                       "within_3A_6deg": bool((best[1] and best[1]["rmsd"] <= 3.0)
-                                              or (best[1] and best[1]["centroid_error"] <= 3.0
-                                              and best[1]["angle_deg"] <= 6.0))})
+                       "hits": int(p.row["hits"]),
+                       "inside_fraction": float(p.row["inside_fraction"]),
+                       "nearest_deposited": best[0], **e,
+                       "within_tol": bool(e and (e["rmsd"] <= tol[0]
+                                                 or (e["centroid_error"] <= tol[0]
+                                                     and e["angle_deg"] <= tol[1])))})
     worst_clash = 0.0
     for i in range(len(cas)):
         f, _ = clash_fraction(cas[i], cas[:i] + cas[i + 1:], params.clash_distance)
@@ -105,15 +133,23 @@ def run_case(name: str, map_path: Path, thr: float, res: float, subunits: dict[s
             not_placed.setdefault(row["subunit"], []).append(
                 {"round": row["round"], "score": row["score"], "z": row["z"],
                  "reason": row["reason"]})
+    labels = [c["nearest_deposited"] for c in copies]
+    distinct = len(set(labels)) == len(labels)
+    n_ok = sum(c["within_tol"] for c in copies)
     return {"case": name, "map": str(map_path.name), "threshold": thr, "resolution": res,
             "placed": placed, "n_copies": len(copies), "expected": expect, "copies": copies,
             "max_clash_fraction": worst_clash, "rounds": result.rounds,
             "stop_reason": result.stop_reason, "footprint_left": result.footprint_left,
-            "wall_s": wall, "not_placed": not_placed,
+            "wall_s": wall, "cpu_s": cpu, "not_placed": not_placed, "tolerance": list(tol),
+            "n_within_tol": n_ok, "distinct_positions": distinct, "note": note,
             "search": {"positions": params.fit.positions, "rotations": params.fit.rotations,
                        "iterations": params.fit.iterations, "clusters": params.fit.refine_top,
+                       "refine_iterations": params.fit.refine_iterations,
                        "max_search_atoms": params.fit.max_search_atoms,
-                       "sigmas": list(result.sigmas)}}
+                       "sigmas": [round(x, 3) for x in result.sigmas], "seed": params.fit.seed},
+            "accept": {"min_z": params.min_z, "rel_best": params.rel_best,
+                       "min_inside": params.min_inside, "clash_fraction": params.clash_fraction,
+                       "copies": params.copies, "max_rounds": params.max_rounds}}
 
 
 def main(cases: list[str]) -> None:
@@ -132,21 +168,28 @@ def main(cases: list[str]) -> None:
         ref = read_structure(d / "5me2.pdb")
         refs = {"alpha": [(c, ca_map(ref, c)) for c in "AC"],
                 "beta": [(c, ca_map(ref, c)) for c in "BD"]}
-        p = CompositeParams(fit=FitParams(positions=20, rotations=32, iterations=60,
-                                          refine_top=8, models=0), max_rounds=4)
-        results.append(run_case("emd3488_haemoglobin", d / "emd_3488.mrc", 0.029, 3.2, subs,
-                                refs, p, tmp / "hb", {"alpha": 2, "beta": 2}))
+        p = CompositeParams(fit=FitParams(positions=HB_SEARCH[0], rotations=HB_SEARCH[1],
+                                          iterations=HB_SEARCH[2], refine_top=HB_SEARCH[3],
+                                          refine_iterations=40, models=0), max_rounds=4)
+        results.append(run_case("emd3488_haemoglobin", d / "emd_3488.mrc", HB_THRESHOLD, 3.2,
+                                subs, refs, p, tmp / "hb", {"alpha": 2, "beta": 2},
+                                note="no copy counts given"))
     if "groel" in cases:
         d = DATA / "emd1080_groel_templates"
         subs = {"1kp8A": write_chain(next(d.glob("templates/1kp8A*.pdb")), "A",
                                      tmp / "1kp8A.pdb", rng)}
-        ref = read_structure(d / "1kp8A_reference_pose_DERIVED.pdb")
-        refs = {"1kp8A": [("derived", ca_map(ref))]}
-        p = CompositeParams(fit=FitParams(positions=40, rotations=16, iterations=40,
-                                          refine_top=24, refine_iterations=40, models=0),
-                            max_rounds=4)
-        results.append(run_case("emd1080_groel", d / "emd_1080_groel.mrc", 0.86, 11.5, subs,
-                                refs, p, tmp / "groel", {"1kp8A": 14}))
+        eq, info = groel_equivalents(d / "1kp8A_reference_pose_DERIVED.pdb",
+                                     d / "emd_1080_groel.mrc")
+        refs = {"1kp8A": eq}
+        p = CompositeParams(fit=FitParams(positions=40, rotations=32, iterations=80,
+                                          refine_top=32, refine_iterations=40, models=0),
+                            max_rounds=6)
+        r = run_case("emd1080_groel", d / "emd_1080_groel.mrc", 0.86, 11.5, subs, refs, p,
+                     tmp / "groel", {"1kp8A": 14}, tol=(5.0, 10.0),
+                     note="no copy count given; errors to the nearest of the 14 D7-equivalent "
+                          "positions of the DERIVED reference (MANIFEST tolerance ~5 Å)")
+        r["symmetry"] = info
+        results.append(r)
     if "rnapolii" in cases:
         d = DATA / "emd1883_rnapolii"
         chains = "ABCDEFGHIJKL"
@@ -174,16 +217,25 @@ def main(cases: list[str]) -> None:
                   f"- placed {r['n_copies']} copies {r['placed']} (expected {r['expected']}); "
                   f"rounds {r['rounds']} ({r['stop_reason']}); footprint left "
                   f"{r['footprint_left']:.1%}; max CA clash fraction "
-                  f"{r['max_clash_fraction']:.3f}; wall {r['wall_s']:.0f} s", "",
-                  "| chain | subunit | round | score | z | nearest deposited | CA RMSD Å | "
-                  "centroid err Å | angle ° | ok (3 Å / 6°) |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"{r['max_clash_fraction']:.3f}; wall {r['wall_s']:.0f} s, CPU "
+                  f"{r.get('cpu_s', float('nan')):.0f} s",
+                  f"- {r.get('n_within_tol')} of {r['n_copies']} copies within "
+                  f"{r.get('tolerance')} (Å, °); each on a different position: "
+                  f"{r.get('distinct_positions')}; acceptance {r.get('accept')}",
+                  *([f"- {r['note']}"] if r.get("note") else []),
+                  *([f"- symmetry: {r['symmetry']}"] if r.get("symmetry") else []), "",
+                  "| chain | subunit | round | score | z | hits | inside | nearest reference | "
+                  "CA RMSD Å | centroid err Å | angle ° | within tolerance |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for c in r["copies"]:
-            lines.append(f"| {c['chain']} | {c['subunit']} | {c['round']} | {c['score']:.3f} | "
-                         f"{c['z']:.1f} | {c.get('nearest_deposited')} | "
+            lines.append(f"| {c['chain']} | {c['subunit']} | {c['round']} | {c['score']:.4f} | "
+                         f"{c['z']:.1f} | {c.get('hits', '')} | "
+                         f"{c.get('inside_fraction', float('nan')):.2f} | "
+                         f"{c.get('nearest_deposited')} | "
                          f"{c.get('rmsd', float('nan')):.2f} | "
                          f"{c.get('centroid_error', float('nan')):.2f} | "
-                         f"{c.get('angle_deg', float('nan')):.1f} | {c['within_3A_6deg']} |")
+                         f"{c.get('angle_deg', float('nan')):.1f} | "
+                         f"{c.get('within_tol', c.get('within_3A_6deg'))} |")
         if r["not_placed"]:
             lines += ["", "Not placed (best cluster per round):", ""]
             for n, rows in r["not_placed"].items():

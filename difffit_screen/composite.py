@@ -9,13 +9,23 @@ the fitted copy's volume, zero that density, refit the rest):
 2. the clusters of all subunits are pooled and considered best ``score`` first. A cluster is
    **acceptable** when all of these hold (the reason of the first that fails is recorded):
 
-   - ``fit_ok`` and ``inside_fraction >= min_inside`` (most atoms inside the contour);
-   - ``score >= min_score`` (an absolute floor on the footprint correlation);
-   - ``z >= min_z``: the cluster stands out from the subunit's *other* clusters of the round;
-     ``z = (score - median) / (1.4826 * MAD)`` over the lower half of that subunit's cluster
-     scores (the lower half is used as the null so that many true copies, e.g. 14 GroEL
-     subunits, do not inflate the spread);
-   - ``score >= rel_best * best`` where ``best`` is the subunit's best score this round;
+   - ``fit_ok`` (at least ``FitParams.min_inside`` of its atoms inside the contour) and
+     ``inside_fraction >= min_inside`` x the best inside fraction of the subunit's clusters this
+     round. The rule is *relative*: at a high contour a correct copy can have a low inside
+     fraction, but it is still among the subunit's best;
+   - ``score >= min_score`` (an absolute floor on the footprint correlation, default off);
+   - it belongs to the subunit's **top group**: the subunit's cluster scores of the round are
+     sorted and split at their largest gap (two groups); a cluster is in the top group when it
+     lies above that gap and the gap is significant, ``z >= min_z`` with
+     ``z = (score - median_low) / spread_low`` over the *lower* group (``spread`` = the larger
+     of 1.4826 x MAD and the sd, at least ``min_spread``). Many true copies (the 14 GroEL
+     subunits) then form the top group together, instead of inflating the null as a
+     "median of all clusters" null would. With fewer than 3 clusters there is no null and the
+     rule is skipped (``z = inf``);
+   - ``rel >= rel_best`` with ``rel = (score - median_low) / (best - median_low)``: the
+     cluster is closer to the subunit's best than to the bulk (a fraction of the best *above
+     the bulk*, since footprint correlations of one copy of an oligomer are near 0 and can be
+     negative);
    - it does not clash: at most ``clash_fraction`` of its CA atoms lie within
      ``clash_distance`` Å of the CA atoms of any copy accepted before (this round or earlier);
    - the subunit's requested copy count (``--copies NAME=K``) is not reached yet.
@@ -26,7 +36,9 @@ the fitted copy's volume, zero that density, refit the rest):
    (:meth:`~difffit_screen.scores.FootprintCorrelation.simulate`) and the working map is set to
    0 wherever a copy's simulated density exceeds ``zero_level`` x that copy's maximum (the
    paper's *Simulate volume* + *Zero density*); the working map is prepared again with the same
-   threshold and resolution;
+   threshold and resolution. ``zero_level`` 0.3 keeps the zeroed region close to the copy's
+   envelope: at 0.05 (about 5 Å beyond the surface at 11.5 Å) the zeroing ate the interfaces
+   of the tightly packed GroEL neighbours and the last 3 of 14 copies were no longer found;
 4. rounds stop when a round accepts nothing, every requested copy is placed (when all subunits
    have counts), ``max_rounds`` is reached, or the footprint is explained (fewer than
    ``stop_footprint`` of the original footprint voxels remain above the threshold).
@@ -53,7 +65,14 @@ import pyarrow as pa
 
 from .errors import InputError
 from .fit import FitParams, fit_candidates, iter_candidates, software_versions
-from .maps import DensityMap, PreparedMap, prepare_map, read_map, write_map
+from .maps import (
+    DensityMap,
+    PreparedMap,
+    default_sigmas,
+    prepare_map,
+    read_map,
+    write_map,
+)
 from .scores import FootprintCorrelation
 from .structures import Atoms, apply_matrix, atomic_numbers, select_atoms, to_gemmi
 from .tables import FITS_SCHEMA, rank_candidates, table_from_rows, write_table
@@ -65,18 +84,21 @@ log = logging.getLogger(__name__)
 class CompositeParams:
     """Acceptance, zeroing and stopping parameters of compositing (see the module docstring)."""
 
-    fit: FitParams = field(default_factory=lambda: FitParams(refine_top=12))
+    fit: FitParams = field(default_factory=lambda: FitParams(
+        positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
+        models=0))
     copies: dict = field(default_factory=dict)
     max_rounds: int = 6
     clash_fraction: float = 0.10
     clash_distance: float = 3.0
     min_inside: float = 0.5
-    min_score: float = 0.0
+    min_score: float = -1.0  # off
     min_z: float = 3.0
+    min_spread: float = 0.005
     rel_best: float = 0.5
-    zero_level: float = 0.05
+    zero_level: float = 0.3
     stop_footprint: float = 0.07
-    sigmas: tuple | None = None  # default: (resolution / 3, 2 x resolution / 3)
+    sigmas: tuple | None = None  # default: maps.default_sigmas(resolution)
     negative: float = -0.5
     min_island_volume: float = 200.0
 
@@ -97,7 +119,8 @@ class Placement:
 ROUNDS_SCHEMA = pa.schema([
     pa.field("round", pa.int32()), pa.field("subunit", pa.string()),
     pa.field("cluster_rank", pa.int32()), pa.field("score", pa.float64()),
-    pa.field("z", pa.float64()), pa.field("hits", pa.int64()),
+    pa.field("z", pa.float64()), pa.field("rel", pa.float64()),
+    pa.field("top_group", pa.bool_()), pa.field("hits", pa.int64()),
     pa.field("inside_fraction", pa.float64()), pa.field("clash_fraction", pa.float64()),
     pa.field("clash_with", pa.string()), pa.field("decision", pa.string()),
     pa.field("reason", pa.string()), pa.field("chain", pa.string()),
@@ -193,6 +216,30 @@ def robust_z(scores: np.ndarray) -> np.ndarray:
     return (s - med) / spread
 
 
+def split_scores(scores: np.ndarray, min_spread: float = 0.005
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two-group split of one subunit's cluster scores at their largest gap.
+
+    Returns ``(z, top, median_low)``: ``z`` of every score against the lower group (median and
+    spread = max(1.4826 x MAD, sd, ``min_spread``)), ``top``, True for the scores above the
+    gap, and the lower group's median. With fewer than 3 scores there is no null: ``z = inf``,
+    every score is "top" and ``median_low`` is the lowest score.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) < 3:
+        return (np.full(len(s), np.inf), np.ones(len(s), dtype=bool),
+                float(s.min()) if len(s) else 0.0)
+    srt = np.sort(s)[::-1]
+    gaps = srt[:-1] - srt[1:]
+    k = int(np.argmax(gaps))  # top group = srt[: k + 1]
+    cut = srt[k]
+    low = srt[k + 1:]
+    med = float(np.median(low))
+    mad = 1.4826 * float(np.median(np.abs(low - med)))
+    spread = max(mad, float(np.std(low)), min_spread)
+    return (s - med) / spread, s >= cut, med
+
+
 def parse_copies(items: list[str] | None) -> dict[str, int]:
     """``["NAME=K", ...]`` -> ``{NAME: K}``."""
     out: dict[str, int] = {}
@@ -232,7 +279,7 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
                              f"(subunits: {', '.join(sorted(subunits))})")
 
     res0 = resolution if resolution is not None else float(3.0 * dmap.voxel_size.mean())
-    sigmas = tuple(params.sigmas) if params.sigmas else (res0 / 3.0, 2.0 * res0 / 3.0)
+    sigmas = tuple(params.sigmas) if params.sigmas else default_sigmas(res0)
 
     def prepare(d: DensityMap) -> PreparedMap:
         return prepare_map(d, threshold=threshold, resolution=res0, sigmas=sigmas,
@@ -274,10 +321,14 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
         for r in rows:
             by_sub.setdefault(r["candidate"], []).append(r)
         for rs in by_sub.values():
-            zs = robust_z(np.array([r["score"] for r in rs]))
-            best = max(r["score"] for r in rs)
-            for r, z in zip(rs, zs, strict=True):
-                r["z"], r["best"] = float(z), best
+            sc = np.array([r["score"] for r in rs])
+            zs, top, med = split_scores(sc, params.min_spread)
+            best = float(sc.max())
+            max_in = max(r["inside_fraction"] for r in rs)
+            for r, z, tp in zip(rs, zs, top, strict=True):
+                r["z"], r["top_group"], r["best"], r["max_inside"] = float(z), bool(tp), best, \
+                    max_in
+                r["rel"] = float((r["score"] - med) / (best - med)) if best > med else 1.0
         rows.sort(key=lambda r: -r["score"])
         accepted_now: list[Placement] = []
         for r in rows:
@@ -287,21 +338,29 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
             ca = apply_matrix(atoms.xyz[clash_sel[n]], m)
             cf, which = clash_fraction(ca, [p.ca for p in placements], params.clash_distance)
             reason = ""
-            if not r["fit_ok"] or r["inside_fraction"] < params.min_inside:
-                reason = f"inside_fraction {r['inside_fraction']:.2f} < {params.min_inside}"
+            min_in = params.min_inside * r["max_inside"]
+            if not r["fit_ok"]:
+                reason = f"no fit: inside_fraction {r['inside_fraction']:.2f}"
+            elif r["inside_fraction"] < min_in:
+                reason = (f"inside_fraction {r['inside_fraction']:.2f} < {params.min_inside:g} x "
+                          f"subunit best {r['max_inside']:.2f}")
             elif r["score"] < params.min_score:
                 reason = f"score {r['score']:.3f} < floor {params.min_score}"
+            elif not r["top_group"]:
+                reason = "below the largest score gap (bulk of the clusters)"
             elif r["z"] < params.min_z:
-                reason = f"z {r['z']:.2f} < {params.min_z} (not above the other clusters)"
-            elif r["score"] < params.rel_best * r["best"]:
-                reason = f"score < {params.rel_best} x subunit best {r['best']:.3f}"
+                reason = f"z {r['z']:.2f} < {params.min_z} (gap not significant)"
+            elif r["rel"] < params.rel_best:
+                reason = (f"rel {r['rel']:.2f} < {params.rel_best} (closer to the bulk than to "
+                          f"the subunit best {r['best']:.3f})")
             elif not wanted(n):
                 reason = f"{params.copies[n]} copies of {n} already placed"
             elif cf > params.clash_fraction:
                 reason = (f"clash: {cf:.0%} of CA within {params.clash_distance:g} Å of "
                           f"chain {placements[which].chain}")
             dec = {"round": rnd, "subunit": n, "cluster_rank": r["cluster_rank"],
-                   "score": r["score"], "z": r["z"], "hits": r["hits"],
+                   "score": r["score"], "z": r["z"], "rel": r["rel"],
+                   "top_group": r["top_group"], "hits": r["hits"],
                    "inside_fraction": r["inside_fraction"], "clash_fraction": cf,
                    "clash_with": placements[which].chain if which >= 0 else None,
                    "decision": "rejected" if reason else "accepted", "reason": reason or "ok",
@@ -419,7 +478,8 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
     write_table(table_from_rows(result.decisions, ROUNDS_SCHEMA), out / "rounds.parquet")
     fits_rows = []
     for p in result.placements:
-        r = {k: v for k, v in p.row.items() if k not in ("z", "best")}
+        r = {k: v for k, v in p.row.items()
+             if k not in ("z", "best", "rel", "top_group", "max_inside")}
         r["candidate"] = f"{p.chain}:{p.subunit}"
         fits_rows.append(r)
     fits = table_from_rows(fits_rows, FITS_SCHEMA)
@@ -435,7 +495,8 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
         "chains": [{"chain": p.chain, "subunit": p.subunit, "source": p.source,
                     "matrix": [float(v) for v in p.matrix], "round": p.round,
                     "cluster_rank": int(p.row["cluster_rank"]), "score": float(p.row["score"]),
-                    "z": float(p.row["z"]), "hits": int(p.row["hits"]),
+                    "z": float(p.row["z"]), "rel": float(p.row["rel"]),
+                    "hits": int(p.row["hits"]),
                     "inside_fraction": float(p.row["inside_fraction"])}
                    for p in result.placements],
         "params": {**{k: v for k, v in asdict(params).items() if k != "fit"},
@@ -469,17 +530,23 @@ def add_composite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clash-distance", type=float, default=d.clash_distance)
     p.add_argument("--min-score", type=float, default=d.min_score)
     p.add_argument("--min-z", type=float, default=d.min_z,
-                   help="a cluster must be this many robust sd above the lower half of its "
-                        f"subunit's clusters (default {d.min_z})")
-    p.add_argument("--rel-best", type=float, default=d.rel_best)
-    p.add_argument("--min-inside", type=float, default=d.min_inside)
+                   help="the largest gap in a subunit's cluster scores must put the cluster "
+                        "this many robust sd above the lower group (default "
+                        f"{d.min_z})")
+    p.add_argument("--min-spread", type=float, default=d.min_spread,
+                   help=f"floor of the lower group's spread (default {d.min_spread})")
+    p.add_argument("--rel-best", type=float, default=d.rel_best,
+                   help="(score - median) / (best - median) of the subunit's clusters must "
+                        f"reach this (default {d.rel_best})")
+    p.add_argument("--min-inside", type=float, default=d.min_inside,
+                   help="inside fraction must reach this x the subunit's best inside fraction "
+                        f"of the round (default {d.min_inside})")
     p.add_argument("--zero-level", type=float, default=d.zero_level,
                    help="zero the map where a copy's simulated density > this x its max")
     p.add_argument("--stop-footprint", type=float, default=d.stop_footprint)
     p.add_argument("--sigmas", type=float, nargs="+",
-                   help="smoothing levels of the search in Å (default resolution/3 and 2 x "
-                        "resolution/3: sharper than fit's 2 4 8, which pull every subunit into "
-                        "the centre of a multi-subunit density)")
+                   help="smoothing levels of the search in Å (default as for fit: "
+                        "resolution x 1/3, 2/3, 1)")
     s = p.add_argument_group("search (as for fit)")
     s.add_argument("--positions", type=int, default=f.positions)
     s.add_argument("--rotations", type=int, default=f.rotations)
@@ -487,6 +554,7 @@ def add_composite_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--clusters", type=int, default=f.refine_top,
                    help=f"clusters refined and considered per subunit and round "
                         f"(default {f.refine_top})")
+    s.add_argument("--refine-iterations", type=int, default=f.refine_iterations)
     s.add_argument("--max-search-atoms", type=int, default=f.max_search_atoms)
     s.add_argument("--seed", type=int, default=f.seed)
     s.add_argument("--device", default=f.device)
@@ -497,6 +565,7 @@ def run_composite_command(args: argparse.Namespace) -> int:
     """Handler of ``difffit-screen composite``."""
     fit = FitParams(positions=args.positions, rotations=args.rotations,
                     iterations=args.iterations, refine_top=args.clusters,
+                    refine_iterations=args.refine_iterations,
                     max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
                     models=0)
     for name in ("positions", "rotations", "iterations", "clusters", "max_rounds"):
@@ -505,7 +574,8 @@ def run_composite_command(args: argparse.Namespace) -> int:
     params = CompositeParams(fit=fit, copies=parse_copies(args.copies),
                              max_rounds=args.max_rounds, clash_fraction=args.clash_fraction,
                              clash_distance=args.clash_distance, min_inside=args.min_inside,
-                             min_score=args.min_score, min_z=args.min_z, rel_best=args.rel_best,
+                             min_score=args.min_score, min_z=args.min_z,
+                             min_spread=args.min_spread, rel_best=args.rel_best,
                              zero_level=args.zero_level, stop_footprint=args.stop_footprint,
                              sigmas=tuple(args.sigmas) if args.sigmas else None)
     res = run_composite(args.map, args.inputs, args.out, params, args.threshold,
