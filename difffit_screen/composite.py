@@ -10,9 +10,11 @@ the fitted copy's volume, zero that density, refit the rest):
    **acceptable** when all of these hold (the reason of the first that fails is recorded):
 
    - ``fit_ok`` (at least ``FitParams.min_inside`` of its atoms inside the contour) and
-     ``inside_fraction >= min_inside`` x the best inside fraction of the subunit's clusters this
-     round. The rule is *relative*: at a high contour a correct copy can have a low inside
-     fraction, but it is still among the subunit's best;
+     ``inside_fraction >= min_inside`` (0.8) x the best inside fraction of the subunit, over
+     its clusters this round and its copies accepted before. The rule is *relative*: at a high
+     contour a correct copy can have a low inside fraction (0.75 for haemoglobin at 0.0863),
+     but it is as far inside as the subunit's other correct copies, while a copy pushed into
+     a wrong site (a beta chain into a half-explained alpha site) sticks out more;
    - ``score >= min_score`` (an absolute floor on the footprint correlation, default off);
    - it belongs to the subunit's **top group**: the subunit's cluster scores of the round are
      sorted and split at their largest gap (two groups); a cluster is in the top group when it
@@ -30,8 +32,11 @@ the fitted copy's volume, zero that density, refit the rest):
      ``clash_distance`` Å of the CA atoms of any copy accepted before (this round or earlier);
    - the subunit's requested copy count (``--copies NAME=K``) is not reached yet.
 
-   Accepting is greedy, best first, so that clashes are checked against everything accepted
-   so far;
+   Accepting is greedy, so that clashes are checked against everything accepted so far:
+   larger subunits first (size class ``round(log2(n_CA))``, so that subunits within about a
+   factor 1.4 in size compete on score), then best score first. At low resolution a small
+   subunit fits "well" almost anywhere; placing the large ones first keeps it from taking
+   their density;
 3. the accepted copies' density is simulated at the map's resolution
    (:meth:`~difffit_screen.scores.FootprintCorrelation.simulate`) and the working map is set to
    0 wherever a copy's simulated density exceeds ``zero_level`` x that copy's maximum (the
@@ -91,7 +96,7 @@ class CompositeParams:
     max_rounds: int = 6
     clash_fraction: float = 0.10
     clash_distance: float = 3.0
-    min_inside: float = 0.5
+    min_inside: float = 0.8
     min_score: float = -1.0  # off
     min_z: float = 3.0
     min_spread: float = 0.005
@@ -148,9 +153,12 @@ def clash_atoms(atoms: Atoms) -> np.ndarray:
 
 def clash_fraction(xyz: np.ndarray, others: list[np.ndarray], distance: float = 3.0
                    ) -> tuple[float, int]:
-    """Largest fraction of ``xyz`` within ``distance`` Å of one of ``others``, and its index.
+    """Largest clash fraction of ``xyz`` with one of ``others``, and that one's index.
 
-    Returns ``(0.0, -1)`` when there is nothing to clash with.
+    The clash fraction of two copies is symmetric: the larger of the fraction of ``xyz`` within
+    ``distance`` Å of the other copy and the fraction of the other copy within ``distance`` Å of
+    ``xyz`` (so that a large copy laid over a small one counts as a clash). Returns
+    ``(0.0, -1)`` when there is nothing to clash with.
     """
     from scipy.spatial import cKDTree
 
@@ -163,7 +171,9 @@ def clash_fraction(xyz: np.ndarray, others: list[np.ndarray], distance: float = 
             continue
         d, _ = cKDTree(np.asarray(other, dtype=np.float64)).query(xyz, k=1,
                                                                   distance_upper_bound=distance)
-        frac = float(np.mean(np.isfinite(d)))
+        d2, _ = tree.query(np.asarray(other, dtype=np.float64), k=1,
+                           distance_upper_bound=distance)
+        frac = max(float(np.mean(np.isfinite(d))), float(np.mean(np.isfinite(d2))))
         if frac > best:
             best, which = frac, k
     del tree
@@ -324,12 +334,14 @@ def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositePar
             sc = np.array([r["score"] for r in rs])
             zs, top, med = split_scores(sc, params.min_spread)
             best = float(sc.max())
-            max_in = max(r["inside_fraction"] for r in rs)
+            max_in = max([r["inside_fraction"] for r in rs] + [
+                p.row["inside_fraction"] for p in placements if p.subunit == rs[0]["candidate"]])
             for r, z, tp in zip(rs, zs, top, strict=True):
                 r["z"], r["top_group"], r["best"], r["max_inside"] = float(z), bool(tp), best, \
                     max_in
                 r["rel"] = float((r["score"] - med) / (best - med)) if best > med else 1.0
-        rows.sort(key=lambda r: -r["score"])
+        size_class = {n: round(float(np.log2(max(int(clash_sel[n].sum()), 1)))) for n in todo}
+        rows.sort(key=lambda r: (-size_class[r["candidate"]], -r["score"]))
         accepted_now: list[Placement] = []
         for r in rows:
             n = r["candidate"]
@@ -540,7 +552,8 @@ def add_composite_arguments(p: argparse.ArgumentParser) -> None:
                         f"reach this (default {d.rel_best})")
     p.add_argument("--min-inside", type=float, default=d.min_inside,
                    help="inside fraction must reach this x the subunit's best inside fraction "
-                        f"of the round (default {d.min_inside})")
+                        "(its clusters of the round and its copies accepted before; default "
+                        f"{d.min_inside})")
     p.add_argument("--zero-level", type=float, default=d.zero_level,
                    help="zero the map where a copy's simulated density > this x its max")
     p.add_argument("--stop-footprint", type=float, default=d.stop_footprint)
