@@ -532,6 +532,8 @@ def add_composite_arguments(p: argparse.ArgumentParser) -> None:
                    help="subunit structure files (any frame), or folders of them")
     p.add_argument("--threshold", type=float, help="contour level (default as for fit)")
     p.add_argument("--resolution", type=float, help="map resolution in Å (default 3 x voxel)")
+    p.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
+                   "when --threshold/--resolution are not given")
     p.add_argument("--copies", nargs="*", metavar="NAME=K", default=[],
                    help="copies wanted of a subunit (NAME = file stem); without a count, copies "
                         "are placed while acceptable")
@@ -591,8 +593,16 @@ def run_composite_command(args: argparse.Namespace) -> int:
                              min_spread=args.min_spread, rel_best=args.rel_best,
                              zero_level=args.zero_level, stop_footprint=args.stop_footprint,
                              sigmas=tuple(args.sigmas) if args.sigmas else None)
-    res = run_composite(args.map, args.inputs, args.out, params, args.threshold,
-                        args.resolution, args.progress)
+    threshold, resolution = args.threshold, args.resolution
+    if args.meta:
+        meta_path = Path(args.meta)
+        if not meta_path.exists():
+            raise InputError(f"{meta_path}: map metadata file not found")
+        meta = json.loads(meta_path.read_text())
+        threshold = threshold if threshold is not None else meta.get("contour")
+        resolution = resolution if resolution is not None else meta.get("resolution")
+    res = run_composite(args.map, args.inputs, args.out, params, threshold, resolution,
+                        args.progress)
     counts: dict[str, int] = {}
     for p in res.placements:
         counts[p.subunit] = counts.get(p.subunit, 0) + 1

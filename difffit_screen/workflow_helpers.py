@@ -218,6 +218,52 @@ def map_options(config: Mapping[str, Any]) -> str:
     return " ".join(opts)
 
 
+def composite_targets(config: Mapping[str, Any]) -> list[str]:
+    """Target files of the ``composite`` job, or none when ``composite.enabled`` is false."""
+    if not (config.get("composite") or {}).get("enabled"):
+        return []
+    return ["results/composite/assembly.cif", "results/composite/residual.mrc",
+            "results/composite/rounds.parquet"]
+
+
+def composite_subunits(config: Mapping[str, Any]) -> list[str]:
+    """Subunit files of the ``composite`` section: its paths and globs, expanded and sorted."""
+    comp = config.get("composite") or {}
+    out: list[str] = []
+    for item in comp.get("subunits") or []:
+        matches = sorted(glob.glob(str(item)))
+        out += matches if matches else [str(item)]  # a missing file: Snakemake names it
+    return out
+
+
+def composite_options(config: Mapping[str, Any]) -> str:
+    """Options of ``difffit-screen composite`` from the ``composite`` and ``map`` sections.
+
+    The map's ``threshold`` / ``resolution`` and ``fit.device`` are the screen's; ``copies``
+    ``{NAME: K}`` becomes ``--copies NAME=K ...``; unset keys keep the command's defaults.
+    """
+    comp = config.get("composite") or {}
+    opts = []
+    m = config.get("map") or {}
+    for key in ("threshold", "resolution"):
+        if m.get(key) is not None:
+            opts += [f"--{key}", str(m[key])]
+    for key in ("max_rounds", "clash_fraction", "positions", "rotations", "iterations",
+                "clusters", "seed"):
+        if comp.get(key) is not None:
+            opts += [f"--{key.replace('_', '-')}", str(comp[key])]
+    device = (config.get("fit") or {}).get("device")
+    if device:  # the job's GPU request follows fit.device (get_fit_gpus)
+        opts += ["--device", str(device)]
+    copies = comp.get("copies") or {}
+    if copies:
+        opts.append("--copies")
+        opts += [f"{name}={int(k)}" for name, k in sorted(copies.items())]
+    if comp.get("extra"):
+        opts.append(str(comp["extra"]))
+    return " ".join(opts)
+
+
 def emdb_id(config: Mapping[str, Any]) -> str | None:
     """The map's EMDB id normalised to ``EMD-<digits>``, or None."""
     value = (config.get("map") or {}).get("emdb")
