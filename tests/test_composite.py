@@ -158,3 +158,28 @@ def test_haemoglobin_composite(tmp_path):
         assert clash_fraction(cas[i], cas[:i] + cas[i + 1:], 3.0)[0] <= params.clash_fraction
     cpu = time.process_time() - cpu0
     assert cpu < 90, f"{cpu:.0f} s CPU"
+
+
+def test_workflow_options(tmp_path):
+    from difffit_screen import workflow_helpers as wh
+
+    (tmp_path / "a.pdb").write_text("")
+    (tmp_path / "b.pdb").write_text("")
+    cfg = {"map": {"threshold": 0.5, "resolution": None}, "fit": {"device": "cpu"},
+           "composite": {"enabled": True, "subunits": [str(tmp_path / "*.pdb")],
+                         "copies": {"b": 2, "a": 1}, "clash_fraction": 0.2, "seed": 3}}
+    assert wh.composite_subunits(cfg) == [str(tmp_path / "a.pdb"), str(tmp_path / "b.pdb")]
+    opts = wh.composite_options(cfg)
+    assert opts == ("--threshold 0.5 --clash-fraction 0.2 --seed 3 --device cpu "
+                    "--copies a=1 b=2")
+    assert "results/composite/assembly.cif" in wh.composite_targets(cfg)
+    assert wh.composite_targets({"composite": {"enabled": False}}) == []
+    # the options parse: subunit files first, then the options (--copies takes several values)
+    import argparse
+
+    from difffit_screen.composite import add_composite_arguments
+    ap = argparse.ArgumentParser()
+    add_composite_arguments(ap)
+    args = ap.parse_args(["--map", "m.mrc", "--out", "o", *wh.composite_subunits(cfg),
+                          *opts.split()])
+    assert args.copies == ["a=1", "b=2"] and len(args.inputs) == 2 and args.threshold == 0.5
