@@ -120,9 +120,14 @@ class FootprintCorrelation:
             dst = tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))
             target[dst] = self.raw.data[src]
             mask[dst] = self.prep.mask[src]
-        n_env = int(min(sim.size, max(1, round(len(xyz) * VOLUME_PER_ATOM_A3 /
-                                                 self.voxel_volume))))
-        level = np.partition(sim.ravel(), sim.size - n_env)[sim.size - n_env]
+        n_env = max(1, round(len(xyz) * VOLUME_PER_ATOM_A3 / self.voxel_volume))
+        # the n_env largest voxels; most of the sub-box is ~0, so select among the rest
+        flat = sim.ravel()
+        candidates = flat[flat > 1e-6 * flat.max()] if flat.max() > 0 else flat[:0]
+        if candidates.size > n_env:
+            level = np.partition(candidates, candidates.size - n_env)[candidates.size - n_env]
+        else:
+            level = candidates.min() if candidates.size else np.inf
         env = sim >= max(level, 1e-12)
         union = mask | env
         x = target[union]
