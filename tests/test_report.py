@@ -37,16 +37,23 @@ from difffit_screen.tables import (
     write_table,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEMO = SHARED / "domainfit_demo"
-LIBRARY = SHARED / "library_tardigrade_afdb"
+DATA = Path(__file__).resolve().parent / "data"
+DEMO = DATA / "demo_library"  # density2.mrc and the 3 DomainFit demo domains (PROVENANCE.md)
+POSES = DATA / "reference_poses"  # the DERIVED poses of the two PACRG domains
+LIBRARY = DEMO / "decoys"  # 30 tardigrade AlphaFold decoys
 MAP = DEMO / "density2.mrc"
 THRESHOLD = 0.886
 N_DECOYS = 10
 TOP = 5
 
-pytestmark = [pytest.mark.shared,
-              pytest.mark.skipif(not MAP.exists(), reason="shared demo data not available")]
+
+
+def derived_pose(name: str):
+    """The demo domain ``name`` in its DERIVED reference pose in the map."""
+    atoms = read_structure(DEMO / f"{name}.pdb")
+    matrix = read_transform(POSES / f"{name}_pose_DERIVED.transform.txt")
+    atoms.xyz = apply_matrix(atoms.xyz, matrix)
+    return atoms
 
 
 def read_transform(path: Path) -> np.ndarray:
@@ -81,7 +88,7 @@ def build_results(folder: Path, with_run_json: bool = True) -> Path:
     rows = []
     for i, name in enumerate(("I7MLV6_D3", "I7M317_D1")):
         atoms = read_structure(DEMO / f"{name}.pdb")
-        matrix = read_transform(DEMO / f"{name}_pose_DERIVED.transform.txt")
+        matrix = read_transform(POSES / f"{name}_pose_DERIVED.transform.txt")
         rows.append(fit_row(name, DEMO / f"{name}.pdb", atoms, matrix, 0.6 - 0.01 * i, hits=40))
     atoms = read_structure(DEMO / "I7LV70_D1.pdb")
     rows.append(fit_row("I7LV70_D1", DEMO / "I7LV70_D1.pdb", atoms,
@@ -221,7 +228,7 @@ def test_exported_models_are_in_the_map_frame(report):
     for name in ("I7MLV6_D3", "I7M317_D1"):
         (path,) = models.glob(f"rank*_{name}.cif")
         fitted = read_structure(path)
-        reference = read_structure(DEMO / f"{name}_pose_DERIVED.pdb")
+        reference = derived_pose(name)
         assert len(fitted) == len(reference)
         np.testing.assert_allclose(fitted.xyz, reference.xyz, atol=2e-3)
     assert sorted(p.name for p in models.glob("*.cif"))[0].startswith("rank1_I7MLV6_D3")
@@ -266,7 +273,7 @@ def test_report_cli(tmp_path, capsys):
 
 def test_crop_box_holds_the_model():
     view = load_map_view(MAP, threshold=THRESHOLD)
-    atoms = read_structure(DEMO / "I7MLV6_D3_pose_DERIVED.pdb")
+    atoms = derived_pose("I7MLV6_D3")
     box = crop_box(view, atoms.xyz)
     idx = (atoms.xyz - view.origin) / view.voxel_size
     inside_map = np.all((idx >= 0) & (idx <= np.array(view.data.shape[::-1]) - 1), axis=1)
@@ -350,7 +357,7 @@ def test_models_from_a_library_shard(tmp_path):
     for rank, name in enumerate(names, start=1):
         atoms = read_structure(DEMO / f"{name}.pdb")
         row = fit_row(name, f"{shard}::{name}", atoms,
-                      read_transform(DEMO / f"{name}_pose_DERIVED.transform.txt"), 0.5)
+                      read_transform(POSES / f"{name}_pose_DERIVED.transform.txt"), 0.5)
         rows.append({**row, "rank": rank})
     rows.append({**rows[0], "candidate": "NOT_IN_SHARD", "rank": 3,
                  "source": f"{shard}::NOT_IN_SHARD"})
@@ -359,14 +366,14 @@ def test_models_from_a_library_shard(tmp_path):
     hits = export_top_hits(ranking, tmp_path / "report", top=3)
     for hit, name in zip(hits[:2], names, strict=True):
         assert hit.error is None
-        reference = read_structure(DEMO / f"{name}_pose_DERIVED.pdb")
+        reference = derived_pose(name)
         np.testing.assert_allclose(read_structure(hit.model_path).xyz, reference.xyz, atol=2e-3)
     assert hits[2].model_path is None and "NOT_IN_SHARD" in hits[2].error
 
 
 @pytest.mark.slow
 def test_demo_screen_end_to_end(tmp_path):
-    """The acceptance screen: the demo map against its 3 domains and 31 library decoys with the
+    """The acceptance screen: the demo map against its 3 domains and the 30 shipped decoys with the
     fit command's defaults; the PACRG paralogs are the only hits with q < 0.05 and the report's
     ChimeraX script names files that exist. About 8 minutes on 2 CPU cores."""
     import pyarrow.parquet as pq
@@ -374,7 +381,7 @@ def test_demo_screen_end_to_end(tmp_path):
     from difffit_screen.cli import main
 
     out = tmp_path / "screen"
-    decoys = sorted(LIBRARY.glob("*.pdb.gz"))[::16]
+    decoys = sorted(LIBRARY.glob("*.pdb.gz"))
     domains = sorted(DEMO.glob("I7*_D?.pdb"))
     assert main(["fit", "--map", str(MAP), "--threshold", str(THRESHOLD), "--resolution", "4",
                  "--out", str(out), "--models", "0", "--no-progress",
