@@ -613,4 +613,10 @@ def run_composite_command(args: argparse.Namespace) -> int:
     for n, k in res.missing.items():
         print(f"difffit-screen composite: {k} requested copies of {n} not placed",
               file=sys.stderr)
+    if res.placements:  # the same review report as a screen: ranking, pictures, models, .cxc
+        from .report import write_report
+
+        index = write_report(args.out, map_path=args.map, threshold=threshold,
+                             top=len(res.placements))
+        print(f"report: {index}", file=sys.stderr)
     return 0 if res.placements else 1
