@@ -498,7 +498,8 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
                    "when --threshold/--resolution are not given")
     g.add_argument("--sigmas", type=float, nargs="+", default=None,
-                   help="Gaussian smoothing levels in Å (default: resolution x 1/3, 2/3, 1)")
+                   help="Gaussian smoothing levels in Å (default: s/3, 2s/3, s with s = the "
+                        "resolution capped at 10.5 Å)")
     g.add_argument("--negative", type=float, default=-0.5,
                    help="loss value outside the density footprint (default -0.5)")
     g.add_argument("--min-island-volume", type=float, default=200.0,

@@ -170,10 +170,19 @@ def default_threshold(data: np.ndarray) -> float:
     return float(data.mean() + 2.0 * data.std())
 
 
+MAX_DEFAULT_SIGMA = 10.5
+
+
 def default_sigmas(resolution: float) -> tuple[float, float, float]:
-    """Default smoothing levels in Å for a map of ``resolution`` Å: ``(r/3, 2r/3, r)``."""
-    r = float(resolution)
-    return (r / 3.0, 2.0 * r / 3.0, r)
+    """Default smoothing levels in Å for a map of ``resolution`` Å: ``(s/3, 2s/3, s)``.
+
+    ``s`` is the resolution, capped at :data:`MAX_DEFAULT_SIGMA` Å: beyond about 10 Å of blur a
+    low-resolution map of a complex merges into one particle-sized blob and a subunit's search
+    loses its basin (measured on EMD-1883 at 20.9 Å: Rpb1 found in 4/5 runs with s = 10.5, 0/5
+    with s = 20.9; see benchmarks/results/pose.md).
+    """
+    s = min(float(resolution), MAX_DEFAULT_SIGMA)
+    return (s / 3.0, 2.0 * s / 3.0, s)
 
 
 @dataclass
@@ -265,7 +274,8 @@ def prepare_map(
     resolution : float, optional
         Map resolution in Å (used for simulated weights and scores); default ``3 * voxel``.
     sigmas : tuple of float, optional
-        Gaussian sigmas in Å of the smoothing levels; default ``resolution * (1/3, 2/3, 1)``
+        Gaussian sigmas in Å of the smoothing levels; default :func:`default_sigmas`,
+        ``resolution * (1/3, 2/3, 1)`` with the resolution capped at 10.5 Å
         (smoothing that scales with the map's resolution: enough to widen the capture basin,
         not so much that neighbouring subunits of a complex merge into one blob).
     weights : tuple of float, optional
