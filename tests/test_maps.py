@@ -77,6 +77,7 @@ def test_write_read_roundtrip_gz(tmp_path):
     np.testing.assert_allclose(back.voxel_size, m.voxel_size, atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Data array contains NaN values")
 def test_bad_maps_name_file_and_problem(tmp_path):
     with pytest.raises(InputError, match="not found"):
         read_map(tmp_path / "missing.mrc")
