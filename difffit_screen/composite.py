@@ -593,14 +593,9 @@ def run_composite_command(args: argparse.Namespace) -> int:
                              min_spread=args.min_spread, rel_best=args.rel_best,
                              zero_level=args.zero_level, stop_footprint=args.stop_footprint,
                              sigmas=tuple(args.sigmas) if args.sigmas else None)
-    threshold, resolution = args.threshold, args.resolution
-    if args.meta:
-        meta_path = Path(args.meta)
-        if not meta_path.exists():
-            raise InputError(f"{meta_path}: map metadata file not found")
-        meta = json.loads(meta_path.read_text())
-        threshold = threshold if threshold is not None else meta.get("contour")
-        resolution = resolution if resolution is not None else meta.get("resolution")
+    from .fit import map_settings
+
+    threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
     res = run_composite(args.map, args.inputs, args.out, params, threshold, resolution,
                         args.progress)
     counts: dict[str, int] = {}

@@ -506,18 +506,30 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop connected density islands smaller than this (Å³, default 200)")
 
 
+def map_settings(threshold: float | None, resolution: float | None,
+                 meta: str | None) -> tuple[float | None, float | None]:
+    """Threshold and resolution: the given values, else ``contour``/``resolution`` of ``meta``.
+
+    ``meta`` is a JSON file such as ``fetch-map`` writes from the EMDB entry.
+    """
+    if meta:
+        meta_path = Path(meta)
+        if not meta_path.exists():
+            raise InputError(f"{meta_path}: map metadata file not found")
+        try:
+            info = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        threshold = threshold if threshold is not None else info.get("contour")
+        resolution = resolution if resolution is not None else info.get("resolution")
+    return threshold, resolution
+
+
 def prepare_from_args(args: argparse.Namespace) -> PreparedMap:
     """Read and prepare the map named by ``--map`` (or load ``--prepared``)."""
     if getattr(args, "prepared", None):
         return load_prepared(args.prepared)
-    threshold, resolution = args.threshold, args.resolution
-    if args.meta:
-        meta_path = Path(args.meta)
-        if not meta_path.exists():
-            raise InputError(f"{meta_path}: map metadata file not found")
-        meta = json.loads(meta_path.read_text())
-        threshold = threshold if threshold is not None else meta.get("contour")
-        resolution = resolution if resolution is not None else meta.get("resolution")
+    threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
     dmap: DensityMap = read_map(args.map)
     return prepare_map(dmap, threshold=threshold, resolution=resolution,
                        sigmas=tuple(args.sigmas) if args.sigmas else None,
