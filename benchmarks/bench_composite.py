@@ -82,7 +82,6 @@ def groel_equivalents(ref_path: Path, map_path: Path) -> tuple[list, dict]:
 
     from difffit_screen.maps import read_map
 
-    bench_pose.np, bench_pose.Rotation, bench_pose.apply_matrix = np, Rotation, apply_matrix
     ref = read_structure(ref_path)
     copies, info = bench_pose.groel_copies(ref, read_map(map_path))
     out = []

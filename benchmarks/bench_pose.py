@@ -42,6 +42,22 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+import torch
+from peers import kabsch_pose
+from scipy.spatial.transform import Rotation
+
+from difffit_screen.fit import FitParams, fit_candidates, software_versions
+from difffit_screen.maps import prepare_map, read_map
+from difffit_screen.scores import FootprintCorrelation, score_atoms
+from difffit_screen.structures import (
+    apply_matrix,
+    atomic_numbers,
+    read_structure,
+    select_atoms,
+    simulate_atom_weights,
+)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
@@ -78,16 +94,6 @@ CASES = {
     "rnapolii_rpb1": ("emd1883_rnapolii", "emd_1883.mrc", "1WCM_map_fitted.pdb", "A", 0.00102,
                       20.9, None, None, "Rpb1 (chain A) alone at 20.9 Å"),
 }
-
-
-def kabsch(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """3x4 ``[R|t]`` that best maps points ``p`` onto ``q`` (both ``(N, 3)``)."""
-    pc, qc = p.mean(0), q.mean(0)
-    h = (p - pc).T @ (q - qc)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(vt.T @ u.T))
-    r = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
-    return np.hstack([r, (qc - r @ pc)[:, None]])
 
 
 def compose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -130,7 +136,7 @@ def load_case(name: str):
         common = sorted(set(pa) & set(pb))
         p = np.array([pa[i] for i in common], float)
         q = np.array([pb[i] for i in common], float)
-        m = kabsch(p, q)
+        m = kabsch_pose(p, q)
         rms = float(np.sqrt(((apply_matrix(p, m) - q) ** 2).sum(1).mean()))
         copies.append(m)
         info = {"n_copies": 2, "partner": partner, "partner_ca_rmsd": rms,
@@ -330,9 +336,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="only rewrite the .md from the existing .json")
     args = ap.parse_args(argv)
     if args.render:
-        global np
-        import numpy as np
-
         stem = args.out or ("pose_quick" if args.quick else "pose")
         doc = json.loads((RESULTS / f"{stem}.json").read_text())
         doc["summary"] = summarise(doc["cases"])
@@ -342,23 +345,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_pose: shared data not found at {DATA}; skipping", file=sys.stderr)
         return 0
 
-    global np, Rotation, FitParams, fit_candidates, read_map, prepare_map, read_structure
-    global apply_matrix, select_atoms, simulate_atom_weights, atomic_numbers, score_atoms
-    global FootprintCorrelation
-    import numpy as np
-    import torch
-    from scipy.spatial.transform import Rotation
-
-    from difffit_screen.fit import FitParams, fit_candidates, software_versions
-    from difffit_screen.maps import prepare_map, read_map
-    from difffit_screen.scores import FootprintCorrelation, score_atoms
-    from difffit_screen.structures import (
-        apply_matrix,
-        atomic_numbers,
-        read_structure,
-        select_atoms,
-        simulate_atom_weights,
-    )
 
     names = args.cases.split(",") if args.cases else list(CASES)
     unknown = [n for n in names if n not in CASES]
