@@ -408,17 +408,18 @@ def write_models(outcome: FitOutcome, candidates: dict[str, Atoms], out_dir: Pat
         row["model_path"] = str(path)
 
 
-def software_versions() -> dict[str, str]:
-    """Versions of Python and the main libraries, for the run record."""
-    import gemmi
-    import mrcfile
-    import pyarrow
-    import scipy
+def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of Python, the package and the libraries it uses (and ``extra`` packages)."""
+    from importlib import metadata
 
-    return {"difffit_screen": __version__, "python": platform.python_version(),
-            "torch": torch.__version__, "numpy": np.__version__, "scipy": scipy.__version__,
-            "gemmi": gemmi.__version__, "mrcfile": mrcfile.__version__,
-            "pyarrow": pyarrow.__version__}
+    versions = {"difffit_screen": __version__, "python": platform.python_version(),
+                "torch": torch.__version__}
+    for name in ("numpy", "scipy", "gemmi", "mrcfile", "pyarrow", *extra):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
 
 
 def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: FitParams,

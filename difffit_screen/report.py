@@ -32,11 +32,9 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 import shutil
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +69,6 @@ MAX_RUN_VALUE = 400
 
 TABLE_COLUMNS = ("rank", "candidate", "score", "hits", "n_clusters", "n_residues", "n_atoms",
                  "inside_fraction", "mean_density", "fit_ok", "zscore", "pvalue", "qvalue")
-SOFTWARE = ("difffit-screen", "numpy", "scipy", "pyarrow", "gemmi", "mrcfile", "matplotlib",
-            "torch")
 
 
 @dataclass
@@ -763,13 +759,9 @@ def run_section_html(run: dict | None) -> str:
 
 def software_versions() -> dict[str, str]:
     """Versions of Python and the packages the screen and the report use."""
-    versions = {"python": platform.python_version()}
-    for name in SOFTWARE:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    from .fit import software_versions as run_versions
+
+    return run_versions(extra=("matplotlib",))
 
 
 def input_checksums(results: Results, view: MapView | None) -> list[dict]:
