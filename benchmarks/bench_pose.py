@@ -34,6 +34,7 @@ Exits cleanly (status 0, with a message) when the shared data folder is absent.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -63,6 +64,12 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATA = SHARED / "data"
 RESULTS = REPO / "benchmarks" / "results"
 GROEL_CENTRE = (-1.35, -1.35, -1.35)
+# canonical F-actin helix: -166.6° twist and 27.6 Å rise per subunit (left-handed 1-start
+# helix); the axis is the map's z axis through the footprint's (x, y) centroid
+ACTIN_TWIST_DEG, ACTIN_RISE = -166.6, 27.6
+# pose tolerances (Å, degrees): the issue's 3 Å / 6°, except GroEL, whose reference pose is
+# DERIVED at 11.5 Å and which the MANIFEST says to judge at about 5 Å
+TOLERANCE = {"groel_1kp8A": (5.0, 6.0)}
 
 # name: (folder, map, model file, chain or None, threshold (None = package default),
 #        resolution, partner chain for the equivalent copy, DERIVED transform file, note)
@@ -87,10 +94,10 @@ CASES = {
     "frh_chainA": ("emd2513_frh_region", "emd_2513_frhABG_region.mrc", "2513_native_chainA.pdb",
                    None, 0.113, 3.36, None, None, "FrhA in FrhABG density"),
     "factin_3MFP": ("emd5168_factin", "emd_5168.mrc", "3MFP.pdb", None, 10.9, 6.6, None, None,
-                    "helical; only the reference subunit can be scored"),
+                    "helical; subunits in density generated from the F-actin helix count"),
     "groel_1kp8A": ("emd1080_groel_templates", "emd_1080_groel.mrc",
                     "1kp8A_reference_pose_DERIVED.pdb", None, 0.86, 11.5, None, None,
-                    "D7, 14 copies; DERIVED pose"),
+                    "D7, 14 copies; DERIVED pose, judged at 5 Å (MANIFEST)"),
     "rnapolii_rpb1": ("emd1883_rnapolii", "emd_1883.mrc", "1WCM_map_fitted.pdb", "A", 0.00102,
                       20.9, None, None, "Rpb1 (chain A) alone at 20.9 Å"),
 }
@@ -169,12 +176,37 @@ def groel_copies(atoms, dmap) -> tuple[list, dict]:
     return copies, info
 
 
+def helical_copies(atoms, dmap, threshold: float) -> tuple[list, dict]:
+    """F-actin subunits ``n = -6..6`` along the helix that sit in density as well as the
+    reference (mean map value >= 90 % of the reference's)."""
+    _, yy, xx = np.nonzero(dmap.data > threshold)
+    centre = dmap.origin + np.array([xx.mean(), yy.mean(), 0.0]) * dmap.voxel_size
+    centre[2] = 0.0
+    z = np.array([0.0, 0.0, 1.0])
+    ref = mean_density(dmap, atoms.xyz)
+    copies, kept = [], []
+    for n in range(-6, 7):
+        m = rot_about(z, n * ACTIN_TWIST_DEG, centre)
+        m[:, 3] += n * ACTIN_RISE * z
+        ratio = mean_density(dmap, apply_matrix(atoms.xyz, m)) / ref
+        if n == 0 or ratio >= 0.9:
+            copies.append(m)
+            kept.append(n)
+    info = {"n_copies": len(copies), "helical_subunits": kept,
+            "helix_axis_xy": centre[:2].tolist(), "twist_deg": ACTIN_TWIST_DEG,
+            "rise": ACTIN_RISE}
+    return copies, info
+
+
 def run_case(name: str, seeds: int, params_kw: dict, emit) -> None:
     atoms, map_path, thr, res, copies, info = load_case(name)
     dmap = read_map(map_path)
     prep = prepare_map(dmap, threshold=thr, resolution=res)
     if name.startswith("groel"):
         copies, info = groel_copies(atoms, dmap)
+    if name.startswith("factin"):
+        copies, info = helical_copies(atoms, dmap, thr)
+    max_shift, max_angle = TOLERANCE.get(name, (3.0, 6.0))
     mask = select_atoms(atoms, FitParams().atoms)
     xyz_fit = atoms.xyz[mask].astype(np.float64)
     ref_sets = [apply_matrix(xyz_fit, c) for c in copies]
@@ -187,7 +219,7 @@ def run_case(name: str, seeds: int, params_kw: dict, emit) -> None:
                  "threshold_source": "MANIFEST suggestion" if thr is not None
                  else "package default (median of non-zero voxels)",
                  "resolution": res, "n_atoms": int(mask.sum()), "note": CASES[name][8],
-                 "reference_scores": ref_score, **info}
+                 "reference_scores": ref_score, "tolerance": [max_shift, max_angle], **info}
     emit(name, None, case_info)
     for s in range(seeds):
         rng = np.random.default_rng(100 + s)
@@ -218,9 +250,11 @@ def run_case(name: str, seeds: int, params_kw: dict, emit) -> None:
         shift0 = float(np.linalg.norm(fitted.mean(0) - ref_sets[0].mean(0)))
         rmsd0 = float(np.sqrt(((fitted - ref_sets[0]) ** 2).sum(1).mean()))
         md_fit = mean_density(dmap, fitted)
-        success = best["shift"] <= 3.0 and best["angle"] <= 6.0
+        success = best["shift"] <= max_shift and best["angle"] <= max_angle
         in_density = md_fit >= 0.9 * ref_score["mean_density"]
-        rec = {"seed": s, "success": bool(success), "closest_copy": best["copy"],
+        rec = {"seed": s, "success": bool(success),
+               "success_3A_6deg": bool(best["shift"] <= 3.0 and best["angle"] <= 6.0),
+               "closest_copy": best["copy"],
                "centroid_shift": best["shift"], "angle_deg": best["angle"],
                "rmsd": best["rmsd"], "shift_to_reference_copy": shift0,
                "rmsd_to_reference_copy": rmsd0, "hits": int(top["hits"]),
@@ -265,7 +299,11 @@ def render_md(doc: dict) -> str:
         f"{p['max_search_atoms']}, lr {p['lr_trans']}, refine_top {p['refine_top']}, "
         f"refine_iterations {p['refine_iterations']}, refine_lr {p['refine_lr']}, cluster "
         f"{p['cluster_shift']} Å / {p['cluster_angle']}°, seed = seed index. "
-        f"Success: top cluster within 3 Å and 6° of the closest equivalent copy; pass: >= 4/5. "
+        f"Success: top cluster within 3 Å and 6° of the closest equivalent copy (GroEL: 5 Å, "
+        f"its DERIVED pose's tolerance in the MANIFEST; F-actin: any subunit of the helix in "
+        f"density); pass: >= 4/5. Deeper search of poorly converged short-listed fits: "
+        f"deepen_top {p.get('deepen_top', 0)}, deepen_hits {p.get('deepen_hits', '-')}, "
+        f"deepen_factor {p.get('deepen_factor', '-')}. "
         f"RMSD: all atoms, to the closest copy, no superposition. Time: one `fit_candidates` "
         f"call (search + refinement + scoring) on {doc['machine']['cpus']} shared CPU cores.",
         "",
@@ -295,7 +333,7 @@ def render_md(doc: dict) -> str:
         lines.append(f"- **{name}**: " + "; ".join(cells))
     extra = {k: {kk: vv for kk, vv in v["info"].items()
                  if kk in ("partner_ca_rmsd", "twofold_azimuth_deg", "twofold_density_ratio",
-                           "threshold_source")}
+                           "threshold_source", "helical_subunits", "tolerance")}
              for k, v in doc["cases"].items()}
     lines += ["", "Case notes: " + json.dumps(extra), ""]
     lines += ["## Failed seeds", "",
@@ -332,6 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="2 seeds, 4 positions x 16 rotations (writes pose_quick.*)")
     ap.add_argument("--out", help="result stem (default pose / pose_quick)")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a FitParams field (repeatable), e.g. deepen_factor=5")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite the .md from the existing .json")
     args = ap.parse_args(argv)
@@ -355,6 +395,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         params_kw.update(positions=4, rotations=16)
         seeds = min(seeds, 2)
+    fields = {f.name: f.type for f in dataclasses.fields(FitParams)}
+    for item in args.param:
+        key, _, value = item.partition("=")
+        if key not in fields:
+            ap.error(f"--param {item}: FitParams has no field {key!r}")
+        kind = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true")}
+        params_kw[key] = kind.get(str(fields[key]), str)(value)
     stem = args.out or ("pose_quick" if args.quick else "pose")
     doc = {"benchmark": "pose", "complete": False,
            "params": asdict(FitParams(**params_kw)), "seeds": seeds,

@@ -89,9 +89,12 @@ log = logging.getLogger(__name__)
 class CompositeParams:
     """Acceptance, zeroing and stopping parameters of compositing (see the module docstring)."""
 
+    # compositing searches 1,280 starts and refines 32 clusters per subunit every round, and
+    # every copy of a subunit splits its hits: the fit's deeper search of poorly converged
+    # short-listed candidates is off here
     fit: FitParams = field(default_factory=lambda: FitParams(
         positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
-        models=0))
+        models=0, deepen_top=0))
     copies: dict = field(default_factory=dict)
     max_rounds: int = 6
     clash_fraction: float = 0.10
@@ -582,7 +585,7 @@ def run_composite_command(args: argparse.Namespace) -> int:
                     iterations=args.iterations, refine_top=args.clusters,
                     refine_iterations=args.refine_iterations,
                     max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
-                    models=0)
+                    models=0, deepen_top=0)
     for name in ("positions", "rotations", "iterations", "clusters", "max_rounds"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")

@@ -12,13 +12,23 @@ For each candidate:
    (:mod:`~difffit_screen.cluster`); a cluster's size is its ``hits``;
 4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
    the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``), re-clustered, scored
-   (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table.
+   (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table;
+5. a deeper search for the short list: of the ``deepen_top`` best-scoring candidates of the
+   run, those that score within ``deepen_margin`` of the best one and whose best cluster has
+   fewer than ``deepen_hits`` hits (a best pose that the search found once or twice, not
+   converged on) are searched again from ``deepen_factor`` times as many start rotations (a
+   second seeded set), and steps 3-4 are redone on all their placements
+   (refining ``1 + deepen_factor`` times as many clusters, reporting the best ``refine_top``).
+   A single chain in the density of a whole complex has a narrow basin (about 1 start in 500
+   reaches it); a domain alone in its segment is found by dozens of starts, and decoys far
+   below a clear winner are left alone, so the deeper search costs little in a screen.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
+import heapq
 import json
 import logging
 import platform
@@ -81,6 +91,10 @@ class FitParams:
     device: str = "auto"
     max_samples: int = 0  # 0 = auto: 3e6 atom samples per batch on CPU, 3e7 on CUDA
     bucket_window: int = 64
+    deepen_top: int = 5
+    deepen_hits: int = 4
+    deepen_factor: int = 7
+    deepen_margin: float = 0.2
     models: int = 1
     keep_hydrogens: bool = False
     keep_waters: bool = False
@@ -257,11 +271,13 @@ def _pose_rmsd(centred: np.ndarray, r1: np.ndarray, t1: np.ndarray, r2: np.ndarr
 
 def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
                         refine_sampler: VolumeSampler, footprint: FootprintCorrelation,
-                        params: FitParams) -> list[dict]:
+                        params: FitParams, n_refine: int | None = None) -> list[dict]:
+    """Cluster, refine the best ``n_refine`` (default ``refine_top``) clusters by search loss,
+    re-cluster and score them; return the best ``refine_top`` as ``fits`` rows."""
     rot, trans, loss = poses
     labels, leaders = cluster_poses(rot, trans, -loss, params.cluster_shift, params.cluster_angle)
     hits = np.bincount(labels, minlength=len(leaders))
-    top = leaders[: params.refine_top]
+    top = leaders[: n_refine or params.refine_top]
     r_rot, r_trans = _refine(cand, refine_sampler, rot[top], trans[top], params)
     # refined representatives may converge onto each other: merge them, summing hits
     rows = []
@@ -281,7 +297,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
     atoms = cand.atoms
     n_res = len({(c, s, i) for c, s, i in zip(atoms.chain, atoms.res_seq, atoms.ins_code,
                                               strict=True)})
-    for rank, lead in enumerate(leaders2, start=1):
+    for rank, lead in enumerate(leaders2[: params.refine_top], start=1):
         r = rows[lead]
         merged_hits = int(sum(rows[i]["hits"] for i in np.flatnonzero(labels2 == rank - 1)))
         rmat = r["rot"]
@@ -290,6 +306,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
         meta = atoms.meta or {}
         out.append({
             "candidate": atoms.name, "cluster_rank": rank, "hits": merged_hits,
+            "n_starts": len(rot),
             "score": r["score"], "mean_density": r["mean_density"], "overlap": r["overlap"],
             "correlation": r["correlation"], "cam": r["cam"],
             "inside_fraction": r["inside_fraction"], "search_loss": r["search_loss"],
@@ -350,6 +367,7 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             try:
                 rows = _rows_for_candidate(c, poses, prep, refine_sampler, footprint, params)
                 outcome.fits.extend(rows)
+                shortlist.offer(c, poses, rows)
             except Exception as exc:
                 log.debug("scoring failed:\n%s", traceback.format_exc())
                 outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
@@ -358,6 +376,8 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
             bar.update(1)
         batch.clear()
+
+    shortlist = _Shortlist(params.deepen_top, params.deepen_hits, params.deepen_margin)
 
     pending: list[_Prepared] = []
 
@@ -390,7 +410,84 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             run_pending()
     run_pending()
     bar.close()
+    _deepen(shortlist.to_deepen(), outcome, prep, sampler, refine_sampler, footprint, starts_pos,
+            params)
     return outcome
+
+
+class _Shortlist:
+    """The ``size`` best-ranked candidates seen so far (the ranking's key), kept with their
+    search poses when their best cluster has fewer than ``min_hits`` hits."""
+
+    def __init__(self, size: int, min_hits: int, margin: float):
+        self.size, self.min_hits, self.margin = size, min_hits, margin
+        self.heap: list[tuple] = []  # (key, counter, candidate or None, poses or None)
+        self.counter = 0
+
+    def offer(self, cand: _Prepared, poses: tuple, rows: list[dict]) -> None:
+        if self.size <= 0 or not rows:
+            return
+        best = rows[0]
+        score = best["score"] if np.isfinite(best["score"]) else -np.inf
+        key = (bool(best["fit_ok"]), score, best["hits"])
+        keep = (cand, poses) if best["hits"] < self.min_hits else (None, None)
+        self.counter += 1
+        item = (key, -self.counter, *keep)
+        if len(self.heap) < self.size:
+            heapq.heappush(self.heap, item)
+        elif item[:2] > self.heap[0][:2]:
+            heapq.heapreplace(self.heap, item)
+
+    def to_deepen(self) -> list[tuple[_Prepared, tuple]]:
+        """Short-listed candidates with too few hits that score within ``margin`` of the best
+        candidate of the run, best first."""
+        ranked = sorted(self.heap, key=lambda i: i[:2], reverse=True)
+        if not ranked:
+            return []
+        best = ranked[0][0]
+        return [(c, p) for key, _, c, p in ranked
+                if c is not None and key[0] == best[0] and key[1] >= best[1] - self.margin]
+
+
+def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: PreparedMap,
+            sampler: VolumeSampler, refine_sampler: VolumeSampler,
+            footprint: FootprintCorrelation, starts_pos: np.ndarray, params: FitParams) -> None:
+    """Search ``todo`` candidates again from ``deepen_factor`` x rotations; redo their rows."""
+    if not todo or params.deepen_factor <= 0:
+        return
+    rotations = sample_rotations(params.rotations * params.deepen_factor, params.seed + 1)
+    cands = [c for c, _ in todo]
+    t0 = time.perf_counter()
+    try:
+        results = _search_batch(cands, sampler, starts_pos, rotations, params)
+    except Exception:  # the first search's rows stand
+        log.warning("deeper search failed; keeping the first search's fits:\n%s",
+                    traceback.format_exc())
+        return
+    t_search = time.perf_counter() - t0
+    per = len(starts_pos) * len(rotations)
+    n_samples = sum(per * len(c.search) for c in cands) * params.iterations
+    outcome.search_samples += n_samples
+    outcome.search_seconds += t_search
+    for (cand, first), extra in zip(todo, results, strict=True):
+        t1 = time.perf_counter()
+        poses = tuple(np.concatenate([a, b]) for a, b in zip(first, extra, strict=True))
+        name = cand.atoms.name
+        try:
+            rows = _rows_for_candidate(cand, poses, prep, refine_sampler, footprint, params,
+                                       params.refine_top * (1 + params.deepen_factor))
+        except Exception:
+            log.warning("%s: deeper search not scored; keeping the first search's fits:\n%s",
+                        name, traceback.format_exc())
+            continue
+        old = [r for r in outcome.fits if r["candidate"] == name]
+        outcome.fits[:] = [r for r in outcome.fits if r["candidate"] != name] + rows
+        log.info("%s: deeper search (%d starts): best score %.3f -> %.3f, hits %d -> %d", name,
+                 len(poses[0]), old[0]["score"], rows[0]["score"], old[0]["hits"],
+                 rows[0]["hits"])
+        share = per * len(cand.search) * params.iterations / max(n_samples, 1)
+        outcome.seconds[name] = (outcome.seconds.get(name, 0.0) + share * t_search
+                                 + time.perf_counter() - t1)
 
 
 # --- output --------------------------------------------------------------------------------
@@ -567,6 +664,18 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--max-samples", type=int, default=d.max_samples,
                    help="atom samples per batch; bounds memory (default 0 = auto: 3e6 on "
                         "CPU, 3e7 on CUDA)")
+    s.add_argument("--deepen-top", type=int, default=d.deepen_top,
+                   help="the best-scoring candidates of the run (default %(default)s) whose best "
+                        "cluster has too few hits get a deeper search; 0 turns it off")
+    s.add_argument("--deepen-hits", type=int, default=d.deepen_hits,
+                   help="a best cluster with fewer hits than this (default %(default)s) is "
+                        "searched again")
+    s.add_argument("--deepen-factor", type=int, default=d.deepen_factor,
+                   help="the deeper search adds this many times --rotations start rotations per "
+                        "position (default %(default)s)")
+    s.add_argument("--deepen-margin", type=float, default=d.deepen_margin,
+                   help="only candidates scoring within this of the run's best get the deeper "
+                        "search (default %(default)s)")
     r = p.add_argument_group("refinement, clustering and output")
     r.add_argument("--refine-top", type=int, default=d.refine_top,
                    help=f"clusters refined, scored and reported per candidate "

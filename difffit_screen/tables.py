@@ -29,6 +29,7 @@ _POSE_AND_SCORES = [
     pa.field("candidate", pa.string(), nullable=False),
     pa.field("cluster_rank", pa.int32(), nullable=False),
     pa.field("hits", pa.int32(), nullable=False),
+    pa.field("n_starts", pa.int32()),
     pa.field("score", pa.float32()),
     pa.field("mean_density", pa.float32()),
     pa.field("overlap", pa.float32()),
@@ -56,6 +57,8 @@ FIELD_DOCS = {
     "candidate": "candidate id (file stem, or <accession>_D<n> for a domain)",
     "cluster_rank": "rank of this pose cluster within its candidate (1 = best)",
     "hits": "number of search placements that converged into this cluster (3 Å / 6°)",
+    "n_starts": "start placements searched for this candidate (positions x rotations, more "
+                "after a deeper search)",
     "score": "size-independent fit score used for ranking: correlation about the mean between "
              "the target map and the candidate's simulated map over the union of the map's "
              "footprint and the candidate's envelope",

@@ -198,9 +198,10 @@ def fit_options(config: Mapping[str, Any]) -> str:
     """Options of ``difffit-screen fit`` from the ``fit`` section (unset ones keep CLI defaults)."""
     fit = config.get("fit") or {}
     opts = []
-    for key in ("positions", "rotations", "iterations", "atoms", "seed", "device", "models"):
+    for key in ("positions", "rotations", "iterations", "atoms", "seed", "device", "models",
+                "deepen_top"):
         if fit.get(key) is not None:
-            opts += [f"--{key}", str(fit[key])]
+            opts += [f"--{key.replace('_', '-')}", str(fit[key])]
     if fit.get("extra"):
         opts.append(str(fit["extra"]))
     return " ".join(opts)
