@@ -67,8 +67,9 @@ SLAB_HALF_WIDTH = 2.0
 MAX_RUN_VALUE = 400
 """Characters of one run.json value shown in the report (longer ones are cut)."""
 
-TABLE_COLUMNS = ("rank", "candidate", "score", "hits", "n_clusters", "n_residues", "n_atoms",
-                 "inside_fraction", "mean_density", "fit_ok", "zscore", "pvalue", "qvalue")
+TABLE_COLUMNS = ("rank", "candidate", "score", "hits", "n_starts", "n_clusters", "n_residues",
+                 "n_atoms", "inside_fraction", "mean_density", "fit_ok", "zscore", "pvalue",
+                 "qvalue")
 
 
 @dataclass
