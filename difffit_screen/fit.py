@@ -14,8 +14,9 @@ For each candidate:
    the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``), re-clustered, scored
    (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table;
 5. a deeper search for the short list: of the ``deepen_top`` best-scoring candidates of the
-   run, those that score within ``deepen_margin`` of the best one and whose best cluster has
-   fewer than ``deepen_hits`` hits (a best pose that the search found once or twice, not
+   run, those that score within ``deepen_margin`` of the best one (in a library screen of 20 or
+   more: whose score stands out, robust z >= ``deepen_z``) and whose best cluster has fewer
+   than ``deepen_hits`` hits (a best pose that the search found once or twice, not
    converged on) are searched again from ``deepen_factor`` times as many start rotations (a
    second seeded set), and steps 3-4 are redone on all their placements
    (refining ``1 + deepen_factor`` times as many clusters, reporting the best ``refine_top``).
@@ -95,6 +96,7 @@ class FitParams:
     deepen_hits: int = 4
     deepen_factor: int = 7
     deepen_margin: float = 0.2
+    deepen_z: float = 3.0
     models: int = 1
     keep_hydrogens: bool = False
     keep_waters: bool = False
@@ -377,7 +379,8 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             bar.update(1)
         batch.clear()
 
-    shortlist = _Shortlist(params.deepen_top, params.deepen_hits, params.deepen_margin)
+    shortlist = _Shortlist(params.deepen_top, params.deepen_hits, params.deepen_margin,
+                           params.deepen_z)
 
     pending: list[_Prepared] = []
 
@@ -417,18 +420,24 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
 
 class _Shortlist:
     """The ``size`` best-ranked candidates seen so far (the ranking's key), kept with their
-    search poses when their best cluster has fewer than ``min_hits`` hits."""
+    search poses when their best cluster has fewer than ``min_hits`` hits, and every
+    candidate's best score."""
 
-    def __init__(self, size: int, min_hits: int, margin: float):
-        self.size, self.min_hits, self.margin = size, min_hits, margin
+    MIN_LIBRARY = 20
+    """Runs with at least this many fitted candidates judge "stands out" by a robust z."""
+
+    def __init__(self, size: int, min_hits: int, margin: float, min_z: float):
+        self.size, self.min_hits, self.margin, self.min_z = size, min_hits, margin, min_z
         self.heap: list[tuple] = []  # (key, counter, candidate or None, poses or None)
         self.counter = 0
+        self.scores: list[float] = []
 
     def offer(self, cand: _Prepared, poses: tuple, rows: list[dict]) -> None:
         if self.size <= 0 or not rows:
             return
         best = rows[0]
         score = best["score"] if np.isfinite(best["score"]) else -np.inf
+        self.scores.append(score)
         key = (bool(best["fit_ok"]), score, best["hits"])
         keep = (cand, poses) if best["hits"] < self.min_hits else (None, None)
         self.counter += 1
@@ -439,14 +448,26 @@ class _Shortlist:
             heapq.heapreplace(self.heap, item)
 
     def to_deepen(self) -> list[tuple[_Prepared, tuple]]:
-        """Short-listed candidates with too few hits that score within ``margin`` of the best
-        candidate of the run, best first."""
+        """Short-listed candidates with too few hits that are worth a deeper search, best first.
+
+        In a small run (fewer than :attr:`MIN_LIBRARY` candidates) those that score within
+        ``margin`` of the run's best; in a library screen those whose score stands out from the
+        library's (robust z = (score - median) / (1.4826 MAD) >= ``min_z``), so that a shard of
+        decoys does not pay for a deeper search of its least bad ones.
+        """
         ranked = sorted(self.heap, key=lambda i: i[:2], reverse=True)
         if not ranked:
             return []
         best = ranked[0][0]
+        scores = np.array([x for x in self.scores if np.isfinite(x)])
+        if len(scores) >= self.MIN_LIBRARY:
+            med = float(np.median(scores))
+            spread = max(1.4826 * float(np.median(np.abs(scores - med))), 0.01)
+            floor = med + self.min_z * spread
+        else:
+            floor = best[1] - self.margin
         return [(c, p) for key, _, c, p in ranked
-                if c is not None and key[0] == best[0] and key[1] >= best[1] - self.margin]
+                if c is not None and key[0] == best[0] and key[1] >= floor]
 
 
 def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: PreparedMap,
@@ -674,8 +695,11 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
                    help="the deeper search adds this many times --rotations start rotations per "
                         "position (default %(default)s)")
     s.add_argument("--deepen-margin", type=float, default=d.deepen_margin,
-                   help="only candidates scoring within this of the run's best get the deeper "
-                        "search (default %(default)s)")
+                   help="in a run of fewer than 20 candidates, only those scoring within this "
+                        "of the run's best get the deeper search (default %(default)s)")
+    s.add_argument("--deepen-z", type=float, default=d.deepen_z,
+                   help="in a run of 20 or more, only those whose score stands out (robust z "
+                        "against the run's scores >= this, default %(default)s) get it")
     r = p.add_argument_group("refinement, clustering and output")
     r.add_argument("--refine-top", type=int, default=d.refine_top,
                    help=f"clusters refined, scored and reported per candidate "

@@ -84,20 +84,10 @@ def test_split_scores_many_true_copies():
     assert np.isinf(z2).all() and top2.all()
 
 
-@pytest.mark.skipif(not HB.exists(), reason="shared data not available")
-def test_haemoglobin_composite(tmp_path):
-    """EMD-3488 at the MANIFEST threshold 0.0863: alpha and beta of 5ME2 from random starts.
-
-    No copy counts are given: all 4 chains must be placed by the acceptance rule alone, each
-    within 3 Å (CA RMSD) of a different deposited chain of its kind, with no clash. The search
-    is small (fixed seed) so that it runs in ~10-20 s CPU on 2 cores.
-    """
-    from difffit_screen.cli import main
-
-    gemmi = pytest.importorskip("gemmi")
+def write_moved_globins(folder: Path) -> dict[str, Path]:
+    """5ME2 chains A (``alpha.pdb``) and B (``beta.pdb``), each moved to a random pose."""
+    import gemmi
     from scipy.spatial.transform import Rotation
-
-    from difffit_screen.structures import apply_matrix, read_structure
 
     st = gemmi.read_structure(str(HB / "5me2.pdb"))
     st.remove_ligands_and_waters()
@@ -113,8 +103,24 @@ def test_haemoglobin_composite(tmp_path):
         s[0].transform_pos_and_adp(gemmi.Transform(gemmi.Mat33(rot.tolist()),
                                                    gemmi.Vec3(*rng.uniform(-40, 40, 3))))
         s.setup_entities()
-        files[name] = tmp_path / f"{name}.pdb"
+        files[name] = folder / f"{name}.pdb"
         s.write_pdb(str(files[name]))
+    return files
+
+
+@pytest.mark.skipif(not HB.exists(), reason="shared data not available")
+def test_haemoglobin_composite(tmp_path):
+    """EMD-3488 at the MANIFEST threshold 0.0863: alpha and beta of 5ME2 from random starts.
+
+    No copy counts are given: all 4 chains must be placed by the acceptance rule alone, each
+    within 3 Å (CA RMSD) of a different deposited chain of its kind, with no clash. The search
+    is small (fixed seed) so that it runs in ~10-20 s CPU on 2 cores.
+    """
+    from difffit_screen.cli import main
+    from difffit_screen.structures import apply_matrix, read_structure
+
+    gemmi = pytest.importorskip("gemmi")
+    files = write_moved_globins(tmp_path)
     out = tmp_path / "out"
     rc = main(["composite", "--map", str(HB / "emd_3488.mrc"), "--threshold", "0.0863",
                "--resolution", "3.2", "--out", str(out), "--positions", "40", "--rotations", "32",
@@ -176,3 +182,35 @@ def test_workflow_options(tmp_path):
     args = ap.parse_args(["--map", "m.mrc", "--out", "o", *wh.composite_subunits(cfg),
                           *opts.split()])
     assert args.copies == ["a=1", "b=2"] and len(args.inputs) == 2 and args.threshold == 0.5
+
+
+@pytest.mark.skipif(not HB.exists(), reason="shared data not available")
+def test_composite_mode_of_the_workflow_runs(tmp_path):
+    """``composite.enabled`` in a config: snakemake runs the composite rule (and only what it
+    needs, no library screen), places the 4 globin chains, and a second run has nothing to do."""
+    import yaml
+    from test_workflow import run_snakemake
+
+    files = write_moved_globins(tmp_path)
+    config = {
+        "map": {"path": str(HB / "emd_3488.mrc"), "threshold": 0.0863, "resolution": 3.2},
+        "library": {"local": [str(tmp_path / "none" / "*.pdb")]},
+        "fit": {"device": "cpu"},
+        "composite": {"enabled": True, "subunits": [str(files["alpha"]), str(files["beta"])],
+                      "positions": 40, "rotations": 32, "iterations": 60, "clusters": 8,
+                      "max_rounds": 4, "seed": 0, "extra": "--refine-iterations 40"},
+    }
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    work = tmp_path / "work"
+    work.mkdir()
+    target = "results/composite/assembly.json"
+    proc = run_snakemake(work, cfg, target)
+    assert "rule composite:" in proc.stdout and "rule fit_shard" not in proc.stdout
+    info = json.loads((work / target).read_text())
+    assert info["placed"] == {"alpha": 2, "beta": 2}, info["placed"]
+    for name in ("assembly.cif", "residual.mrc", "rounds.parquet", "composite.cxc", "run.json"):
+        assert (work / "results" / "composite" / name).stat().st_size > 0, name
+    assert "rounds" in (work / "logs" / "composite.log").read_text().lower()
+    again = run_snakemake(work, cfg, target)
+    assert "Nothing to be done" in again.stdout

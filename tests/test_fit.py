@@ -179,7 +179,7 @@ def _shortlist_rows(score: float, hits: int, fit_ok: bool = True) -> list[dict]:
 def test_shortlist_deepens_only_close_poorly_converged_top_candidates():
     from difffit_screen.fit import _Shortlist
 
-    sl = _Shortlist(size=3, min_hits=4, margin=0.2)
+    sl = _Shortlist(size=3, min_hits=4, margin=0.2, min_z=3.0)
     offers = {"winner": (0.50, 2), "close_converged": (0.45, 30), "close": (0.35, 1),
               "far": (0.20, 1), "no_fit": (0.9, 1, False), "fourth": (0.40, 3)}
     for name, (score, hits, *ok) in offers.items():
@@ -187,10 +187,25 @@ def test_shortlist_deepens_only_close_poorly_converged_top_candidates():
     # the top 3 fit_ok candidates are winner, close_converged and fourth; "close" (4th) and
     # "far" fall off the list, "close_converged" has enough hits, "no_fit" is not fit_ok
     assert [c for c, _ in sl.to_deepen()] == ["winner", "fourth"]
-    assert _Shortlist(size=0, min_hits=4, margin=0.2).to_deepen() == []
-    lone = _Shortlist(size=5, min_hits=4, margin=0.2)
+    assert _Shortlist(size=0, min_hits=4, margin=0.2, min_z=3.0).to_deepen() == []
+    lone = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
     lone.offer("only", ("poses",), _shortlist_rows(-0.3, 1))
     assert [c for c, _ in lone.to_deepen()] == ["only"]  # a single candidate is its own best
+
+
+def test_shortlist_in_a_library_deepens_only_scores_that_stand_out():
+    from difffit_screen.fit import _Shortlist
+
+    decoys = np.random.default_rng(0).normal(-0.14, 0.1, size=40)  # identity screen's decoys
+    plain = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
+    for i, score in enumerate(decoys):
+        plain.offer(f"d{i}", ("poses",), _shortlist_rows(float(score), 1))
+    assert plain.to_deepen() == []  # a shard of decoys: its least bad ones are not searched again
+    with_hit = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
+    for i, score in enumerate(decoys):
+        with_hit.offer(f"d{i}", ("poses",), _shortlist_rows(float(score), 1))
+    with_hit.offer("hit", ("poses",), _shortlist_rows(0.35, 2))
+    assert [c for c, _ in with_hit.to_deepen()] == ["hit"]
 
 
 def test_converged_fits_are_not_searched_again(demo_fit):
