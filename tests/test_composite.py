@@ -211,6 +211,6 @@ def test_composite_mode_of_the_workflow_runs(tmp_path):
     assert info["placed"] == {"alpha": 2, "beta": 2}, info["placed"]
     for name in ("assembly.cif", "residual.mrc", "rounds.parquet", "composite.cxc", "run.json"):
         assert (work / "results" / "composite" / name).stat().st_size > 0, name
-    assert "rounds" in (work / "logs" / "composite.log").read_text().lower()
+    assert "round 1: fitting alpha, beta" in (work / "logs" / "composite.log").read_text()
     again = run_snakemake(work, cfg, target)
     assert "Nothing to be done" in again.stdout
