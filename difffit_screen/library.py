@@ -8,6 +8,7 @@ Sources, in any mix in one screen (the *spec*, a JSON or YAML file):
       accessions: [P69905, ...] # UniProt accessions
       accessions_file: ids.txt  # one accession a line (optional)
       proteome: UP000005640     # accessions streamed from the UniProt REST API
+      proteome_tar: UP000005640_9606_HUMAN_v6   # a whole per-proteome archive (bulk download)
       reviewed: false           # proteome: Swiss-Prot entries only
       format: cif               # cif | pdb
       pae: false                # also fetch the PAE JSON
@@ -15,7 +16,7 @@ Sources, in any mix in one screen (the *spec*, a JSON or YAML file):
       entries: [5ME2]
       unique_chains: true       # one chain per entity (identical chains once)
     local: ["models/*.pdb", "more/", "x.cif.gz"]   # files, folders, globs (.gz too)
-    urls: {afdb_api: ..., afdb_files: ..., uniprot_api: ..., rcsb_files: ...}
+    urls: {afdb_api: ..., afdb_files: ..., afdb_bulk: ..., uniprot_api: ..., rcsb_files: ...}
 
 AlphaFold model URLs and their version come from the AFDB prediction API answer (never a
 hard-coded ``_v4``). Every download goes through one :class:`HttpClient` (one
@@ -24,6 +25,11 @@ hard-coded ``_v4``). Every download goes through one :class:`HttpClient` (one
 structure with atoms; the map header must match its size) and only then renamed into the cache.
 The cache (``<cache>/afdb/v<N>/``, ``<cache>/pdb/``, API answers in ``<cache>/afdb/api/`` and
 ``<cache>/uniprot/``) is shared between screens: a re-run downloads only what is missing.
+For a whole organism, ``proteome_tar`` names one of AlphaFold DB's per-proteome archives
+(``<afdb_bulk>/<name>.tar``, gzipped model members): it is downloaded once into
+``<cache>/afdb/bulk/``, and its models are extracted (each checked by gemmi, through a ``.part``
+file) into ``<cache>/afdb/v<N>/``; fragment ``F<n>`` of a long protein is ``<acc>_F<n>``.
+Accessions the archive holds are not fetched again one by one.
 Requests to one host are throttled (``rate``, 10 a second by default). Relative local paths and
 ``accessions_file`` are taken from the working folder.
 
@@ -44,6 +50,7 @@ import os
 import random
 import re
 import shutil
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -69,6 +76,7 @@ log = logging.getLogger(__name__)
 DEFAULT_URLS = {
     "afdb_api": "https://alphafold.ebi.ac.uk/api",
     "afdb_files": "https://alphafold.ebi.ac.uk/files",
+    "afdb_bulk": "https://ftp.ebi.ac.uk/pub/databases/alphafold/latest",
     "uniprot_api": "https://rest.uniprot.org",
     "rcsb_files": "https://files.rcsb.org",
     "emdb_api": "https://www.ebi.ac.uk/emdb/api",
@@ -78,7 +86,10 @@ USER_AGENT = f"difffit-screen/{__version__} (python-requests; structure library 
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 SOURCE_KINDS = ("afdb", "pdb", "local")
 SPEC_KEYS = {"afdb", "pdb", "local", "urls"}
-AFDB_KEYS = {"accessions", "accessions_file", "proteome", "reviewed", "format", "pae"}
+AFDB_KEYS = {"accessions", "accessions_file", "proteome", "proteome_tar", "reviewed", "format",
+             "pae"}
+AFDB_TAR_MEMBER = re.compile(r"AF-([A-Za-z0-9]+)-F(\d+)-model_v(\d+)\.(?:cif|pdb)(?:\.gz)?$")
+"""Model members of an AlphaFold DB per-proteome archive: accession, fragment, version."""
 PDB_KEYS = {"entries", "unique_chains"}
 
 MANIFEST_SCHEMA = pa.schema(
@@ -385,6 +396,11 @@ def check_spec(spec: dict, where: str = "spec") -> None:
         if value is not None and not (isinstance(value, list)
                                       and all(isinstance(v, str) for v in value)):
             fail(f"'{name}' must be a list of strings")
+    tar = afdb.get("proteome_tar")
+    if tar is not None and not (isinstance(tar, str)
+                                and re.fullmatch(r"[A-Za-z0-9_.-]+", tar.removesuffix(".tar"))):
+        fail(f"'afdb.proteome_tar' must be an archive name like UP000005640_9606_HUMAN_v6, "
+             f"not {tar!r}")
     if afdb.get("format", "cif") not in ("cif", "pdb"):
         fail(f"'afdb.format' must be cif or pdb, not {afdb.get('format')!r}")
     local = spec.get("local")
@@ -613,6 +629,60 @@ def local_rows(patterns: Iterable[str]) -> FetchResult:
     return FetchResult(rows, failures)
 
 
+def check_tar_file(path: str | os.PathLike) -> None:
+    """Raise ``ValueError`` unless ``path`` is a readable tar archive."""
+    if not tarfile.is_tarfile(path):
+        raise ValueError("not a tar archive")
+
+
+def fetch_afdb_archive(name: str, ctx: FetchContext) -> FetchResult:
+    """Every model of the AFDB per-proteome archive ``<afdb_bulk>/<name>.tar``.
+
+    The archive is downloaded once into ``<cache>/afdb/bulk/``; each model member is extracted
+    (through a ``.part`` file, checked by gemmi) into ``<cache>/afdb/v<N>/`` unless already
+    there. An unreadable member is a failure row; the rest go on.
+    """
+    name = name.removesuffix(".tar")
+    url = f"{ctx.urls['afdb_bulk']}/{name}.tar"
+    archive = ctx.cache / "afdb" / "bulk" / f"{name}.tar"
+    ctx.ensure(url, archive, check_tar_file)
+    result = FetchResult()
+    with tarfile.open(archive) as tf:
+        for member in tf:
+            match = AFDB_TAR_MEMBER.search(member.name)
+            if not member.isfile() or not match:
+                continue
+            acc, fragment, version = match.group(1), int(match.group(2)), match.group(3)
+            candidate = acc if fragment == 1 else f"{acc}_F{fragment}"
+            dest = ctx.cache / "afdb" / f"v{version}" / Path(member.name).name
+            source = f"{url}#{member.name}"
+            try:
+                if not dest.is_file():
+                    _extract_member(tf, member, dest)
+            except Exception as exc:
+                result.failures.append(failure(candidate, source,
+                                               f"{name}.tar: {member.name}: {_one_line(exc)}"))
+                continue
+            result.rows.append({"candidate": candidate, "source_kind": "afdb", "accession": acc,
+                                "version": version, "path": str(dest), "url": source,
+                                "sha256": file_sha256(dest), "pae_path": None, "chain": None,
+                                "n_bytes": dest.stat().st_size})
+    log.info("%s.tar: %d models, %d unreadable", name, len(result.rows), len(result.failures))
+    return result
+
+
+def _extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(f"{dest.name}.{os.getpid()}-{threading.get_ident()}.part")
+    try:
+        with tf.extractfile(member) as src, open(part, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+        parse_structure_file(part)
+        os.replace(part, dest)
+    finally:
+        part.unlink(missing_ok=True)
+
+
 def afdb_accessions(section: dict, ctx: FetchContext) -> tuple[list[str], list[dict]]:
     """Accessions of the spec's ``afdb`` section (list, file, proteome), each once, in order."""
     accessions = [a.strip() for a in section.get("accessions") or [] if a.strip()]
@@ -644,8 +714,19 @@ def fetch_library(spec: dict, cache: str | os.PathLike, urls: dict[str, str] | N
     result = FetchResult()
     tasks: list[tuple[str, str | None, Callable[[], list[dict]]]] = []
     afdb = spec.get("afdb") or {}
+    in_archive: set[str] = set()
+    if afdb.get("proteome_tar"):
+        name = afdb["proteome_tar"]
+        try:
+            bulk = fetch_afdb_archive(name, ctx)
+        except (FetchError, InputError, tarfile.TarError, OSError) as exc:
+            log.warning("%s: %s", name, exc)
+            bulk = FetchResult([], [failure(name, f"afdb_bulk:{name}", _one_line(exc))])
+        result.extend(bulk)
+        in_archive = {r["accession"] for r in bulk.rows}
     if afdb:
         accessions, failures = afdb_accessions(afdb, ctx)
+        accessions = [a for a in accessions if a not in in_archive]
         result.failures.extend(failures)
         fmt, pae = afdb.get("format", "cif"), bool(afdb.get("pae"))
         tasks += [(acc, f"afdb:{acc}",
@@ -823,7 +904,7 @@ def add_fetch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", required=True, help="cache folder shared between screens")
     p.add_argument("--manifest", required=True, help="output manifest (Parquet)")
     p.add_argument("--failures", required=True, help="output failures table (Parquet)")
-    for key in ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files"):
+    for key in ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files"):
         p.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
                        help=f"base URL (default {DEFAULT_URLS[key]})")
     add_http_arguments(p)
@@ -834,7 +915,8 @@ def run_fetch_command(args: argparse.Namespace) -> int:
     """Run ``difffit-screen fetch``."""
     spec = load_spec(args.spec)
     urls = resolve_urls(spec, afdb_api=args.afdb_api, afdb_files=args.afdb_files,
-                        uniprot_api=args.uniprot_api, rcsb_files=args.rcsb_files)
+                        afdb_bulk=args.afdb_bulk, uniprot_api=args.uniprot_api,
+                        rcsb_files=args.rcsb_files)
     client = HttpClient(retries=args.retries, timeout=args.timeout, backoff=args.backoff,
                         workers=args.workers, rate=args.rate)
     try:

@@ -38,8 +38,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-URL_KEYS = ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files", "emdb_api", "emdb_files")
-FETCH_URL_KEYS = ("afdb_api", "afdb_files", "uniprot_api", "rcsb_files")
+URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files", "emdb_api",
+            "emdb_files")
+FETCH_URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files")
 MAP_URL_KEYS = ("emdb_api", "emdb_files")
 ID_COLUMNS = ("candidate", "id", "name", "entry", "accession")
 HASH_COLUMNS = ("sha256", "checksum", "hash")
@@ -116,6 +117,8 @@ def library_spec(config: Mapping[str, Any]) -> dict[str, Any]:
                 "unique_chains": bool(pdb.get("unique_chains", True))},
         "local": resolve_local_files(lib.get("local") or []),
     }
+    if afdb.get("proteome_tar"):  # only when set: unnamed libraries keep their digest
+        spec["afdb"]["proteome_tar"] = afdb["proteome_tar"]
     return spec
 
 

@@ -8,6 +8,8 @@ service       base URL (real)                               here
 ============  ============================================  ========================
 AFDB API      ``https://alphafold.ebi.ac.uk/api``           ``{base}/afdb/api``
 AFDB files    ``https://alphafold.ebi.ac.uk/files``         ``{base}/afdb/files``
+AFDB bulk     ``https://ftp.ebi.ac.uk/pub/databases/        ``{base}/afdb/bulk``
+              alphafold/latest``
 UniProt REST  ``https://rest.uniprot.org``                  ``{base}/uniprot``
 RCSB files    ``https://files.rcsb.org``                    ``{base}/rcsb``
 EMDB API      ``https://www.ebi.ac.uk/emdb/api``            ``{base}/emdb/api``
@@ -41,6 +43,7 @@ FAULTS = ("429", "503", "404", "truncate", "garbage")
 SERVICE_PREFIXES = {
     "afdb_api": "/afdb/api",
     "afdb_files": "/afdb/files",
+    "afdb_bulk": "/afdb/bulk",
     "uniprot_api": "/uniprot",
     "rcsb_files": "/rcsb",
     "emdb_api": "/emdb/api",

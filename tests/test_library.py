@@ -17,6 +17,7 @@ from difffit_screen import library as lib
 from difffit_screen.cli import main
 from difffit_screen.errors import InputError
 from difffit_screen.maps import file_sha256
+from difffit_screen.structures import read_structure
 from difffit_screen.tables import FAILURES_SCHEMA, read_table
 
 SERVICES = Path(__file__).parent / "data" / "services"
@@ -105,6 +106,48 @@ def test_missing_proteome_is_a_failure(fixture_http, client, tmp_path):
                    tmp_path, fixture_http, client)
     assert [r["candidate"] for r in result.rows] == ["A0A1D1VL39"]
     assert [f["candidate"] for f in result.failures] == ["UP000000001"]
+
+
+ARCHIVE = "UP000186922_947166_RAMVA_v6"  # tests/data/services/afdb/bulk/<ARCHIVE>.tar
+
+
+def test_afdb_proteome_archive_is_downloaded_once_and_unpacked(fixture_http, client, tmp_path):
+    """The bulk archive: models unpacked into the cache, fragment F2 its own candidate, the
+    corrupt member a failure, and accessions it holds not fetched one by one."""
+    spec = {"afdb": {"proteome_tar": ARCHIVE, "accessions": ["A0A1D1VL39", "A0A1D1W535"]}}
+    result = fetch(spec, tmp_path, fixture_http, client)
+    names = [r["candidate"] for r in result.rows]
+    assert names == ["A0A1D1VEJ5", "A0A1D1VEJ5_F2", "A0A1D1W535", "A0A1D1WBC0", "A0A1D1VL39"]
+    assert [(f["candidate"], "AF-A0A1D1ZZZ9-F1-model_v6.cif.gz" in f["reason"])
+            for f in result.failures] == [("A0A1D1ZZZ9", True)]
+    assert fixture_http.count(f"/afdb/bulk/{ARCHIVE}.tar") == 1
+    assert fixture_http.count("/afdb/api/prediction/") == 1  # only A0A1D1VL39, not in the archive
+    for row in result.rows[:4]:
+        path = Path(row["path"])
+        assert path.parent == tmp_path / "afdb" / "v6" and row["version"] == "6"
+        assert row["sha256"] == file_sha256(path)
+        assert row["url"].startswith(f"{fixture_http.base_url}/afdb/bulk/{ARCHIVE}.tar#AF-")
+        assert len(read_structure(path)) > 0
+    assert gzip.decompress(Path(result.rows[0]["path"]).read_bytes()) == served_bytes(
+        "A0A1D1VEJ5")
+    assert not list((tmp_path / "afdb").rglob("*.part"))
+    fixture_http.reset()
+    again = fetch(spec, tmp_path, fixture_http, client)
+    assert [r["sha256"] for r in again.rows] == [r["sha256"] for r in result.rows]
+    assert fixture_http.count("/") == 0  # archive, models and API answers all cached
+
+
+def test_missing_or_broken_proteome_archive_is_a_failure(fixture_http, client, tmp_path):
+    spec = {"afdb": {"proteome_tar": "UP000000000_1_NONE_v6", "accessions": ["A0A1D1VL39"]}}
+    result = fetch(spec, tmp_path, fixture_http, client)
+    assert [r["candidate"] for r in result.rows] == ["A0A1D1VL39"]
+    assert [f["candidate"] for f in result.failures] == ["UP000000000_1_NONE_v6"]
+    assert "404" in result.failures[0]["reason"]
+    fixture_http.inject(f"/afdb/bulk/{ARCHIVE}.tar", "garbage", always=True)
+    bad = fetch({"afdb": {"proteome_tar": ARCHIVE}}, tmp_path / "c2", fixture_http, client)
+    assert bad.rows == [] and "not a tar archive" in bad.failures[0]["reason"]
+    with pytest.raises(InputError, match="proteome_tar"):
+        lib.check_spec({"afdb": {"proteome_tar": "../etc/passwd"}})
 
 
 def test_select_prediction_skips_isoforms_and_prefers_f1():

@@ -178,6 +178,10 @@ def test_config_helpers(tmp_path):
     assert spec["local"] == sorted([str(tmp_path / "a.pdb"), str(tmp_path / "sub" / "b.cif.gz"),
                                     str(tmp_path / "missing.pdb")])
     assert wh.n_shards(config) == 2  # 3 files / 2 per shard
+    assert "proteome_tar" not in spec["afdb"]  # unset: the spec (and its digest) is unchanged
+    bulk = {**config, "library": {**config["library"], "afdb": {"proteome_tar": "UP1_2_X_v6"}}}
+    wh.check_config(bulk)
+    assert wh.library_spec(bulk)["afdb"]["proteome_tar"] == "UP1_2_X_v6"
     assert wh.fit_options(config) == ("--positions 3 --atoms ca --seed 1 --device auto "
                                       "--deepen-top 0 --models 0")
     assert wh.library_name(config).startswith("lib-")

@@ -105,6 +105,32 @@ def build_afdb(shared: Path) -> None:
     write(f"uniprot/uniprotkb/stream/{PROTEOME}.list", listing.encode())
 
 
+BULK_ARCHIVE = f"afdb/bulk/{PROTEOME}_947166_RAMVA_v{VERSION}.tar"
+
+
+def build_afdb_bulk() -> None:
+    """A small per-proteome archive in AFDB's bulk layout (gzipped mmCIF members): three of the
+    served models, a second fragment (F2, a copy of A0A1D1VEJ5's model), a corrupt member and
+    a member that is not a model. Deterministic (sorted, mtime 0)."""
+    import io
+    import tarfile
+
+    members = {f"AF-{acc}-F1-model_v{VERSION}.cif.gz":
+               (HERE / f"afdb/files/AF-{acc}-F1-model_v{VERSION}.cif.gz").read_bytes()
+               for acc in list(SERVED)[:3]}
+    members[f"AF-A0A1D1VEJ5-F2-model_v{VERSION}.cif.gz"] = (
+        HERE / f"afdb/files/AF-A0A1D1VEJ5-F1-model_v{VERSION}.cif.gz").read_bytes()
+    members[f"AF-A0A1D1ZZZ9-F1-model_v{VERSION}.cif.gz"] = gz(b"data_broken\nnot an mmCIF\n")
+    members["README.txt"] = b"AlphaFold DB bulk archive fixture (difffit_screen tests)\n"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tf:
+        for name in sorted(members):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(members[name]), 0, 0o644
+            tf.addfile(info, io.BytesIO(members[name]))
+    write(BULK_ARCHIVE, buf.getvalue())
+
+
 def build_rcsb(shared: Path) -> None:
     st = gemmi.read_structure(str(shared / "emd3488_haemoglobin" / "5me2.pdb"))
     st.name = "5ME2"
@@ -150,6 +176,7 @@ def build_emdb(shared: Path) -> None:
 
 def main(shared: Path) -> None:
     build_afdb(shared)
+    build_afdb_bulk()
     build_rcsb(shared)
     build_emdb(shared)
 
