@@ -193,7 +193,7 @@ class HttpClient:
         """
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        part = dest.with_name(f"{dest.name}.{os.getpid()}-{threading.get_ident()}.part")
+        part = part_path(dest)
         state: dict = {}
 
         def sink(response: requests.Response) -> None:
@@ -271,6 +271,11 @@ class HttpClient:
 
 class _Truncated(OSError):
     """The body was shorter than its Content-Length."""
+
+
+def part_path(dest: Path) -> Path:
+    """Where ``dest`` is written before the rename: unique per process and thread."""
+    return dest.with_name(f"{dest.name}.{os.getpid()}-{threading.get_ident()}.part")
 
 
 def _check_length(response: requests.Response, url: str) -> None:
@@ -673,7 +678,7 @@ def fetch_afdb_archive(name: str, ctx: FetchContext) -> FetchResult:
 
 def _extract_member(tf: tarfile.TarFile, member: tarfile.TarInfo, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(f"{dest.name}.{os.getpid()}-{threading.get_ident()}.part")
+    part = part_path(dest)
     try:
         with tf.extractfile(member) as src, open(part, "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
@@ -868,7 +873,7 @@ def fetch_emdb_map(emdb_id: str, out: str | os.PathLike, meta_out: str | os.Path
 
 
 def _gunzip(src: Path, dest: Path) -> None:
-    part = dest.with_name(f"{dest.name}.{os.getpid()}.part")
+    part = part_path(dest)
     try:
         with gzip.open(src, "rb") as fin, open(part, "wb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
