@@ -188,7 +188,7 @@ class HttpClient:
                  ) -> tuple[str, int]:
         """Download ``url`` to ``dest`` through a ``.part`` file; return ``(sha256, n_bytes)``.
 
-        ``check(part_path)`` runs on the complete file before the rename; an exception from it
+        ``check(part)`` runs on the complete file before the rename; an exception from it
         (an unparsable file) is a :class:`FetchError` and no retry.
         """
         dest = Path(dest)
