@@ -31,6 +31,8 @@ _POSE_AND_SCORES = [
     pa.field("hits", pa.int32(), nullable=False),
     pa.field("n_starts", pa.int32()),
     pa.field("score", pa.float32()),
+    pa.field("footprint_cc", pa.float32()),
+    pa.field("local_cc", pa.float32()),
     pa.field("mean_density", pa.float32()),
     pa.field("overlap", pa.float32()),
     pa.field("correlation", pa.float32()),
@@ -62,6 +64,12 @@ FIELD_DOCS = {
     "score": "size-independent fit score used for ranking: correlation about the mean between "
              "the target map and the candidate's simulated map over the union of the map's "
              "footprint and the candidate's envelope",
+    "footprint_cc": "correlation about the mean between the map and the candidate's simulated "
+                    "map over the union of the map's footprint and the candidate's envelope "
+                    "(the ranking score of a segment map)",
+    "local_cc": "correlation about the mean between the map and the candidate's simulated map "
+                "over the candidate's envelope and a shell around it (the ranking score of a "
+                "whole map)",
     "mean_density": "mean raw map value at the fitted atoms (ChimeraX 'average map value')",
     "overlap": "paper's mean overlap D·W/N (D: normalised thresholded map, W: simulated weights)",
     "correlation": "paper's correlation D·W/(|D||W|) over the fitted atoms",
@@ -219,7 +227,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         [d / "failures.parquet" for d in dirs if (d / "failures.parquet").exists()]
         + [Path(p) for p in extra_failures if Path(p).exists()], FAILURES_SCHEMA)
     ranking = rank_candidates(fits)
-    from .significance import add_significance
+    from .significance import add_significance, read_null_summary
 
     ranking = add_significance(ranking)
     paths = {"fits": write_table(fits, out / "fits.parquet"),
@@ -233,6 +241,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         merged["inputs"] = [i for r in records for i in r.get("inputs", [])]
         merged["n_candidates"] = sum(r.get("n_candidates", 0) for r in records)
         merged["n_failures"] = failures.num_rows
+        merged["significance"] = read_null_summary(ranking)
         per = {k: v for r in records for k, v in r.get("timing", {}).get("per_candidate_s",
                                                                          {}).items()}
         search_s = sum(r.get("timing", {}).get("search_s", 0.0) for r in records)
