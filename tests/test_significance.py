@@ -262,11 +262,11 @@ def test_large_mediocre_candidates_never_get_small_p():
 
 def test_smallest_and_largest_windows_stay_inside_the_library():
     log_size = np.log(np.array([50, 60, 70, 80, 90, 100, 110, 120, 130, 140], float))
-    w = size_windows(log_size, np.ones(10, bool), 4)
-    assert w[0].tolist() == [0, 1, 2, 3] and w[-1].tolist() == [6, 7, 8, 9]
-    assert w[5].tolist() == [3, 4, 5, 6]
+    order, start = size_windows(log_size[::-1], np.ones(10, bool), 4)
+    assert order.tolist() == list(range(9, -1, -1))  # members sorted by size
+    assert start.tolist() == [6, 6, 5, 4, 3, 2, 1, 0, 0, 0]  # the largest two: the 4 largest
     unknown = np.append(log_size, np.nan)
-    assert (size_windows(unknown, np.isfinite(unknown), 4)[-1] == -1).all()
+    assert size_windows(unknown, np.isfinite(unknown), 4)[1][-1] == -1
 
 
 def test_pvalues_are_floored_at_what_the_library_supports():
