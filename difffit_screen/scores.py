@@ -12,12 +12,22 @@ per-atom weights (:func:`~difffit_screen.structures.simulate_atom_weights`):
 
 These per-atom scores do not say whether a candidate *explains* the density: a small fragment
 sits in the densest spot with a high mean, a long protein leaves most atoms outside. The
-ranking ``score`` is therefore a map-to-model correlation that is independent of the
-candidate's size: the correlation about the mean between the raw map and the candidate's
-simulated map (Gaussians at the atoms, amplitude = atomic number, sigma = 0.225 x resolution),
-taken over the union of the map's footprint and the candidate's envelope (its simulated map's
-top voxels, as many as its molecular volume fills: 18 Å³ per heavy atom). Unexplained density
-and atoms sticking out of the density both lower it; it lies in ``[-1, 1]`` whatever the size.
+ranking uses a map-to-model correlation instead, independent of the candidate's size: the
+correlation about the mean between the raw map and the candidate's simulated map (Gaussians at
+the atoms, amplitude = atomic number, sigma = 0.225 x resolution), over one of two regions
+(:meth:`FootprintCorrelation.score_fit`):
+
+- ``local_cc``: the candidate's envelope (its simulated map's top voxels, as many as its
+  molecular volume fills: 18 Å³ per heavy atom) and a shell of :func:`shell_width` around it.
+  The candidate must match the density it occupies, must not sit in empty space, and density
+  right next to it that it leaves unexplained (a small candidate inside a larger density)
+  counts against it. Valid for every kind of map (PowerFit's local correlation and fitmap's
+  correlation about the mean inside the model's envelope are the anchors).
+- ``footprint_cc``: the union of the map's whole footprint and the candidate's envelope:
+  unexplained density anywhere in the footprint lowers it (a segment that one candidate must
+  explain entirely).
+
+Both lie in ``[-1, 1]`` whatever the candidate's size.
 """
 
 from __future__ import annotations

@@ -26,16 +26,18 @@ at most one rank.
 Method (libraries of at least :data:`MIN_LIBRARY` scored candidates)
 ----------------------------------------------------------------------
 1. **Fisher z.** ``y = arctanh(score)`` (clipped to ``|score| <= 1 - 1e-6``).
-2. **Location per size window.** ``location_i`` = median of ``y`` over candidate ``i``'s window
-   in ``x = log(n_residues)`` (``log(n_atoms)`` where residue counts are missing). Candidates
-   of unknown size, and libraries with fewer than :data:`MIN_WINDOW` sized candidates or no
-   room for more than one window, use the whole library (no size correction).
-3. **Spread.** ``spread_i = max(1.4826 MAD of the window, s, SCALE_FLOOR)``, where ``s`` is the
-   scale of a normal fitted to the central :data:`PCT0` of all residuals ``y - location``
-   (maximum likelihood of the truncated normal; the hits in the tail inflate neither). A
-   window is never sharper than the library as a whole.
+2. **Location per size window.** In candidate ``i``'s window (in ``x = log(n_residues)``, or
+   ``log(n_atoms)`` where residue counts are missing) a resistant line is fitted (Tukey: the
+   slope between the medians of the smallest and the largest thirds); ``location_i`` is the
+   larger of that line at ``x_i`` and the window's median (:func:`locate_by_size`). Candidates
+   of unknown size, and libraries with too few sized candidates for more than one window of
+   :data:`MIN_WINDOW`, use the whole library (no size correction).
+3. **Spread.** ``spread_i = max(1.4826 MAD of the window's residuals from its line, s,
+   SCALE_FLOOR)``, where ``s`` is the scale of a normal fitted to the central :data:`PCT0` of
+   all residuals ``y - location`` (maximum likelihood of the truncated normal; the hits in the
+   tail inflate neither). A window is never sharper than the library as a whole.
 4. **z, p, q.** ``zscore = (y - location) / spread``; ``pvalue`` is the upper tail of a Student t
-   with ``W - 1`` degrees of freedom (the spread is estimated from ``W`` values), floored at
+   with ``W - 2`` degrees of freedom (line and spread are estimated from ``W`` values), floored at
    :func:`p_floor` (no p-value smaller than the library can support); ``qvalue`` is the
    Benjamini-Hochberg adjusted p-value over all the screen's candidates (``m`` = rows of the
    ranking).

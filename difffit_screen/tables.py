@@ -61,9 +61,8 @@ FIELD_DOCS = {
     "hits": "number of search placements that converged into this cluster (3 Å / 6°)",
     "n_starts": "start placements searched for this candidate (positions x rotations, more "
                 "after a deeper search)",
-    "score": "size-independent fit score used for ranking: correlation about the mean between "
-             "the target map and the candidate's simulated map over the union of the map's "
-             "footprint and the candidate's envelope",
+    "score": "the ranking score: local_cc (default, --map-kind whole) or footprint_cc "
+             "(--map-kind segment) of the fit",
     "footprint_cc": "correlation about the mean between the map and the candidate's simulated "
                     "map over the union of the map's footprint and the candidate's envelope "
                     "(the ranking score of a segment map)",
@@ -112,8 +111,10 @@ RANKING_SCHEMA = _schema(
 FIELD_DOCS.update({
     "rank": "rank of the candidate in the screen (1 = best)",
     "n_clusters": "number of pose clusters found for the candidate",
-    "zscore": "robust z-score of the score against the library's score distribution",
-    "pvalue": "one-sided p-value of the score under the fitted null distribution",
+    "zscore": "Fisher-z score minus its size window's null location, over the null's spread",
+    "pvalue": "one-sided p-value under the candidate's size-window null (Student t), floored at "
+              "what the library size supports; 1 for fits that are not fit_ok or have < 30 % of "
+              "atoms inside the contour",
     "qvalue": "Benjamini-Hochberg adjusted p-value across the screen",
 })
 
