@@ -223,10 +223,20 @@ def main(argv: list[str] | None = None) -> int:
                 "versions": software_versions()})
     for name in names:
         rec = doc["maps"].get(name, {})
+        per_map = TABLES / f"{name}_{args.library}.json"
+        if per_map.exists():
+            rec = json.loads(per_map.read_text())
         if not args.reanalyse or not (TABLES / f"{name}_{args.library}.parquet").exists():
             rec["fit"] = fit_map(name, args.library, Path(args.work))
         rec["analysis"] = analyse(name, args.library)
+        per_map.write_text(json.dumps(rec, indent=1, default=str))
+        # several processes may run maps side by side: every map's record has its own file
+        for other in MAPS:
+            path = TABLES / f"{other}_{args.library}.json"
+            if other != name and path.exists():
+                doc["maps"][other] = json.loads(path.read_text())
         doc["maps"][name] = rec
+        doc["maps"] = {k: doc["maps"][k] for k in MAPS if k in doc["maps"]}
         print(name, json.dumps(rec["analysis"]["natives"]),
               rec["analysis"]["decoys_q05_with_natives"],
               rec["analysis"]["decoys_q05_decoy_only"], f"{rec['fit']['wall_s']:.0f} s",

@@ -168,7 +168,8 @@ class NullModel:
                     f"{floor}. Too few candidates for a library null: treat the p-values as a "
                     f"rough guide.")
         size = (f"compared with the {self.window} candidates closest in {self.size_variable} "
-                f"(median and MAD per window, no extrapolation beyond the library's sizes)"
+                f"(location: the higher of the window's median and its resistant line; "
+                f"no extrapolation beyond the library's sizes)"
                 if self.size_variable else
                 "one null for all sizes (sizes missing, or too few candidates for size "
                 "windows)")
