@@ -1,6 +1,8 @@
 # Config -> file names, shard count and resource callables. All logic lives in the package
 # (difffit_screen.workflow_helpers); this file only binds it to the workflow.
 
+import shlex
+
 from difffit_screen import workflow_helpers as wh
 
 wh.check_config(config)
@@ -29,7 +31,7 @@ def get_final_output():
         "results/top_hits.tsv",
     ]
     if config["report"]["enabled"]:
-        out.append("results/report/index.html")
+        out += ["results/report", "results/ranking.html"]
     return out
 
 
@@ -52,12 +54,12 @@ def get_map_meta():
 
 def get_meta_option(wildcards, input):
     """The --meta option of prepare-map when the map came from EMDB."""
-    return f"--meta {input.meta}" if input.get("meta") else ""
+    return f"--meta {shlex.quote(input.meta)}" if input.get("meta") else ""
 
 
 def get_shard_dirs(wildcards, input):
-    """The shard folders that `difffit-screen aggregate` reads."""
-    return " ".join(wh.shard_dirs(input.fits))
+    """The shard folders that `difffit-screen aggregate` reads (a list: quoted one by one)."""
+    return wh.shard_dirs(input.fits)
 
 
 def get_fit_mem_mb(wildcards, attempt):
@@ -68,3 +70,9 @@ def get_fit_mem_mb(wildcards, attempt):
 def get_fit_gpus(wildcards):
     """One GPU per shard job, none when the config forces the CPU."""
     return 0 if config["fit"]["device"] == "cpu" else 1
+
+
+def get_fit_device(wildcards, resources):
+    """--device of a fit or composite job: cuda for a job submitted to a cluster with a GPU
+    (fit.device auto), so that it never runs on the CPU of a GPU node; else fit.device."""
+    return wh.job_device(config, resources.get("gpu", 0), workflow.non_local_exec)
