@@ -49,10 +49,15 @@ def snakemake_env(extra_path: Path | None = None) -> dict[str, str]:
 
 
 def run_snakemake(workdir: Path, configfile: Path | None, *args: str, check: bool = True,
-                  env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir``; returns the completed process (stdout+stderr merged)."""
+                  env: dict | None = None, timeout: float = 600,
+                  workflow_profile: str | None = "none") -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir``; returns the completed process (stdout+stderr merged).
+
+    ``workflow_profile`` None uses the workflow's own (workflow/profiles/default).
+    """
+    wp = ["--workflow-profile", workflow_profile] if workflow_profile else []
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none", *args,
+           "--directory", str(workdir), "--cores", "2", *wp, *args,
            "--set-threads", "fit_shard=1"]  # last: it takes several values
     if configfile is not None:
         cmd[3:3] = ["--configfile", str(configfile)]

@@ -22,7 +22,7 @@ rule aggregate:
     log:
         "logs/aggregate.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         outdir=lambda wildcards, output: os.path.dirname(output.ranking),
         shard_dirs=get_shard_dirs,
@@ -40,7 +40,7 @@ rule top_hits:
     log:
         "logs/top_hits.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         n=config["report"]["top"],
     shell:

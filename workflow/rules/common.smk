@@ -7,6 +7,10 @@ from difffit_screen import workflow_helpers as wh
 
 wh.check_config(config)
 
+# the rules' conda env (only used with --sdm conda): pip-installs this package from the
+# absolute path of its source tree, so it works from any working folder
+CONDA_ENV = wh.write_conda_env()
+
 LIB = wh.library_dir(config)
 CACHE = config["library"]["cache"]
 EMDB = wh.emdb_id(config)
@@ -74,5 +78,10 @@ def get_fit_gpus(wildcards):
 
 def get_fit_device(wildcards, resources):
     """--device of a fit or composite job: cuda for a job submitted to a cluster with a GPU
-    (fit.device auto), so that it never runs on the CPU of a GPU node; else fit.device."""
-    return wh.job_device(config, resources.get("gpu", 0), workflow.non_local_exec)
+    (fit.device auto), so that it never runs on the CPU of a GPU node; else fit.device.
+
+    Submitted: Snakemake runs with a cluster executor (the submitting process), or the job
+    runs inside a SLURM job (the processes that run it on the node use the local executor).
+    """
+    on_cluster = workflow.non_local_exec or bool(os.environ.get("SLURM_JOB_ID"))
+    return wh.job_device(config, resources.get("gpu", 0), on_cluster)

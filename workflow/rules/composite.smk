@@ -22,7 +22,7 @@ rule composite:
     benchmark:
         "results/benchmarks/composite.tsv"
     conda:
-        "difffit-screen"
+        CONDA_ENV
     threads: 2
     resources:
         gpu=get_fit_gpus,

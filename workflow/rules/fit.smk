@@ -21,7 +21,7 @@ rule fit_shard:
     benchmark:
         "results/benchmarks/fit_shard/{scatteritem}.tsv"
     conda:
-        "difffit-screen"
+        CONDA_ENV
     threads: 2
     resources:
         gpu=get_fit_gpus,

@@ -15,7 +15,7 @@ rule library_spec:
     log:
         f"{LIB}/logs/library_spec.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         spec=wh.library_spec_json(config),
     shell:
@@ -34,7 +34,7 @@ rule fetch_library:
         f"{LIB}/logs/fetch_library.log",
     retries: 2
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         cache=CACHE,
         urls=wh.url_options(config, wh.FETCH_URL_KEYS),
@@ -54,7 +54,7 @@ checkpoint split_library:
     log:
         f"{LIB}/logs/split_library.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     shell:
         "python -m difffit_screen.workflow_helpers split-library --manifest {input:q}"
         " --out {output:q} > {log:q} 2>&1"
@@ -71,7 +71,7 @@ rule pack_shard:
     log:
         f"{LIB}/logs/pack_shard/{{scatteritem}}.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         options=wh.pack_options(config),
     shell:

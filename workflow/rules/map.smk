@@ -13,7 +13,7 @@ rule fetch_map:
         "resources/maps/{emdb}/fetch_map.log",
     retries: 2
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         urls=wh.url_options(config, wh.MAP_URL_KEYS),
     shell:
@@ -31,7 +31,7 @@ rule prepare_map:
     log:
         "logs/prepare_map.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         meta=get_meta_option,
         options=wh.map_options(config),

@@ -27,7 +27,7 @@ rule html_report:
     log:
         "logs/report.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     params:
         results=lambda wildcards, input: os.path.dirname(input.ranking),
     shell:
@@ -47,7 +47,7 @@ rule ranking_table:
     log:
         "logs/ranking_table.log",
     conda:
-        "difffit-screen"
+        CONDA_ENV
     shell:
         "python -m difffit_screen.workflow_helpers ranking-html --ranking {input.ranking:q}"
         " --out {output:q} > {log:q} 2>&1"
