@@ -96,6 +96,8 @@ def build_config(template: str, args: argparse.Namespace) -> dict[str, Any]:
         lib["root"] = os.path.abspath(args.library_root)
     if args.device:
         config["fit"]["device"] = args.device
+    if args.shards:
+        config["shards"]["count"] = int(args.shards)
     return config
 
 
@@ -225,7 +227,8 @@ def add_init_arguments(p: argparse.ArgumentParser) -> None:
     site.add_argument("--gpu-model", help="GPU type requested (--gpus=MODEL:1), e.g. a100")
     site.add_argument("--gpus-per-node", type=int, default=8,
                       help="GPUs per node of the GPU partition (default 8)")
-    site.add_argument("--shards", type=int, help="shard jobs on SLURM (default 8)")
+    site.add_argument("--shards", type=int, help="shard jobs (fit jobs): shards.count of the "
+                      "config and set-scatter of the slurm/ profile (default 4, and 8 on SLURM)")
     p.add_argument("--workflow", help="the workflow's Snakefile (default: the installed one)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
 
