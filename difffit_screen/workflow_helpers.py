@@ -88,10 +88,12 @@ def check_config(config: Mapping[str, Any]) -> None:
 def config_error_from(exc: BaseException) -> ConfigError:
     """One line naming the key, from the error of Snakemake's ``validate`` (no schema dump).
 
-    ``snakemake.utils.validate`` raises a ``WorkflowError`` whose arguments hold the
-    ``jsonschema`` error, whose text repeats the schema part that failed (tens of lines).
+    ``snakemake.utils.validate`` raises a ``WorkflowError`` while handling the ``jsonschema``
+    error (its ``__context__``), whose text repeats the schema part that failed (tens of
+    lines).
     """
-    found = [a for a in getattr(exc, "args", ()) if hasattr(a, "absolute_path")]
+    chain = [*getattr(exc, "args", ()), exc.__cause__, exc.__context__]
+    found = [a for a in chain if hasattr(a, "absolute_path")]
     if not found:
         text = str(exc).strip().splitlines()
         return ConfigError(f"config: {text[0] if text else type(exc).__name__}")

@@ -58,7 +58,8 @@ def get_map_meta():
 
 def get_meta_option(wildcards, input):
     """The --meta option of prepare-map when the map came from EMDB."""
-    return f"--meta {shlex.quote(input.meta)}" if input.get("meta") else ""
+    meta = input.get("meta")
+    return f"--meta {shlex.quote(str(meta[0]))}" if meta else ""
 
 
 def get_shard_dirs(wildcards, input):
