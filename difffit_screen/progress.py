@@ -53,7 +53,8 @@ class ProgressReporter:
         self.start = self.last_time = clock()
         self.last_done = 0
         if enabled:
-            log.info("progress 0/%s candidates, device %s", total if total else "?", device)
+            log.info("progress 0/%s candidates, device %s", "?" if total is None else total,
+                     device)
 
     def update(self, n: int = 1) -> None:
         """Count ``n`` finished candidates; log a line when an interval has passed."""
@@ -76,7 +77,7 @@ class ProgressReporter:
         """The progress line at time ``now``."""
         elapsed = max(now - self.start, 1e-9)
         rate = self.done / elapsed
-        parts = [f"progress {self.done}/{self.total or '?'} candidates"]
+        parts = [f"progress {self.done}/{'?' if self.total is None else self.total} candidates"]
         if self.total:
             parts[0] += f" ({100.0 * self.done / self.total:.0f}%)"
         parts.append(f"{rate:.3g}/s")
