@@ -302,7 +302,7 @@ def render_md(doc: dict) -> str:
         f"Success: top cluster within 3 Å and 6° of the closest equivalent copy (GroEL: 5 Å, "
         f"its DERIVED pose's tolerance in the MANIFEST; F-actin: any subunit of the helix in "
         f"density); pass: >= 4/5. Deeper search of poorly converged short-listed fits: "
-        f"deepen_top {p.get('deepen_top', 0)}, deepen_hits {p.get('deepen_hits', '-')}, "
+        f"deepen_hits {p.get('deepen_hits', '-')}, "
         f"deepen_factor {p.get('deepen_factor', '-')}. "
         f"RMSD: all atoms, to the closest copy, no superposition. Time: one `fit_candidates` "
         f"call (search + refinement + scoring) on {doc['machine']['cpus']} shared CPU cores.",

@@ -94,7 +94,7 @@ class CompositeParams:
     # short-listed candidates is off here
     fit: FitParams = field(default_factory=lambda: FitParams(
         positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
-        models=0, deepen_top=0))
+        models=0, deepen_hits=0))
     copies: dict = field(default_factory=dict)
     max_rounds: int = 6
     clash_fraction: float = 0.10
@@ -585,7 +585,7 @@ def run_composite_command(args: argparse.Namespace) -> int:
                     iterations=args.iterations, refine_top=args.clusters,
                     refine_iterations=args.refine_iterations,
                     max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
-                    models=0, deepen_top=0)
+                    models=0, deepen_hits=0)
     for name in ("positions", "rotations", "iterations", "clusters", "max_rounds"):
         if getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be at least 1")

@@ -13,23 +13,23 @@ For each candidate:
 4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
    the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``), re-clustered, scored
    (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table;
-5. a deeper search for the short list: of the ``deepen_top`` best-scoring candidates of the
-   run, those that score within ``deepen_margin`` of the best one (in a library screen of 20 or
-   more: whose score stands out, robust z >= ``deepen_z``) and whose best cluster has fewer
-   than ``deepen_hits`` hits (a best pose that the search found once or twice, not
-   converged on) are searched again from ``deepen_factor`` times as many start rotations (a
-   second seeded set), and steps 3-4 are redone on all their placements
-   (refining ``1 + deepen_factor`` times as many clusters, reporting the best ``refine_top``).
-   A single chain in the density of a whole complex has a narrow basin (about 1 start in 500
-   reaches it); a domain alone in its segment is found by dozens of starts, and decoys far
-   below a clear winner are left alone, so the deeper search costs little in a screen.
+5. a deeper search, decided for each candidate on its own (never by how other candidates of the
+   run scored, so that a candidate gets the same search alone, in any shard or in any library):
+   a candidate whose best cluster has fewer than ``deepen_hits`` hits (a best pose that the
+   search found once or twice, not converged on), that fits (``fit_ok``) and for which the
+   footprint has room for several placements (``(Rg_footprint / Rg_candidate)^3 >=
+   deepen_ratio``: one chain in the density of a complex, a subunit of a filament) is searched
+   again from ``deepen_factor`` times as many start rotations (a second seeded set), and steps
+   3-4 are redone on all its placements (refining ``1 + deepen_factor`` times as many
+   clusters, reporting the best ``refine_top``). A single chain in the density of a whole
+   complex has a narrow basin (about 1 start in 500 reaches it); a domain in a segment that it
+   fills is found by dozens of starts and is never searched again.
 """
 
 from __future__ import annotations
 
 import argparse
 import glob
-import heapq
 import json
 import logging
 import platform
@@ -73,6 +73,9 @@ from .tables import (
 
 log = logging.getLogger(__name__)
 
+SCORE_COLUMN = {"segment": "footprint_cc", "whole": "local_cc"}
+"""The ranking ``score`` of each map kind (see :mod:`difffit_screen.scores`)."""
+
 
 @dataclass
 class FitParams:
@@ -94,11 +97,10 @@ class FitParams:
     device: str = "auto"
     max_samples: int = 0  # 0 = auto: 3e6 atom samples per batch on CPU, 3e7 on CUDA
     bucket_window: int = 64
-    deepen_top: int = 5
+    map_kind: str = "whole"
     deepen_hits: int = 4
     deepen_factor: int = 7
-    deepen_margin: float = 0.2
-    deepen_z: float = 3.0
+    deepen_ratio: float = 1.5
     models: int = 1
     keep_hydrogens: bool = False
     keep_waters: bool = False
@@ -288,7 +290,8 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
     for j, lead in enumerate(top):
         xyz = cand.centred @ r_rot[j].T + r_trans[j]
         s = score_atoms(prep, xyz, cand.weights)
-        s["score"] = footprint(xyz, cand.z)
+        s.update(footprint.score_fit(xyz, cand.z))
+        s["score"] = s[SCORE_COLUMN[params.map_kind]]
         s.update(rot=r_rot[j], trans=r_trans[j], hits=int(hits[j]), search_loss=float(loss[lead]),
                  refine_shift=_pose_rmsd(cand.centred, rot[lead], trans[lead], r_rot[j],
                                          r_trans[j]))
@@ -311,7 +314,8 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
         out.append({
             "candidate": atoms.name, "cluster_rank": rank, "hits": merged_hits,
             "n_starts": len(rot),
-            "score": r["score"], "mean_density": r["mean_density"], "overlap": r["overlap"],
+            "score": r["score"], "footprint_cc": r["footprint_cc"], "local_cc": r["local_cc"],
+            "mean_density": r["mean_density"], "overlap": r["overlap"],
             "correlation": r["correlation"], "cam": r["cam"],
             "inside_fraction": r["inside_fraction"], "search_loss": r["search_loss"],
             "refine_shift": r["refine_shift"],
@@ -340,6 +344,7 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
                                   params.positions, params.seed)
     starts_rot = sample_rotations(params.rotations, params.seed)
     per = len(starts_pos) * len(starts_rot)
+    footprint_rg = footprint_radius(prep)
     if params.max_samples <= 0:
         params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 3_000_000)
     outcome = FitOutcome()
@@ -368,7 +373,8 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             try:
                 rows = _rows_for_candidate(c, poses, prep, refine_sampler, footprint, params)
                 outcome.fits.extend(rows)
-                shortlist.offer(c, poses, rows)
+                if needs_deeper_search(c, rows, footprint_rg, params):
+                    deeper.append((c, poses))
             except Exception as exc:
                 log.debug("scoring failed:\n%s", traceback.format_exc())
                 outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
@@ -377,9 +383,10 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
             bar.update(1)
         batch.clear()
+        _deepen(deeper, outcome, prep, sampler, refine_sampler, footprint, starts_pos, params)
+        deeper.clear()
 
-    shortlist = _Shortlist(params.deepen_top, params.deepen_hits, params.deepen_margin,
-                           params.deepen_z)
+    deeper: list[tuple[_Prepared, tuple]] = []
 
     pending: list[_Prepared] = []
 
@@ -412,61 +419,33 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             run_pending()
     run_pending()
     bar.close()
-    _deepen(shortlist.to_deepen(), outcome, prep, sampler, refine_sampler, footprint, starts_pos,
-            params)
     return outcome
 
 
-class _Shortlist:
-    """The ``size`` best-ranked candidates seen so far (the ranking's key), kept with their
-    search poses when their best cluster has fewer than ``min_hits`` hits, and every
-    candidate's best score."""
+def footprint_radius(prep: PreparedMap) -> float:
+    """Radius of gyration (Å) of the prepared map's footprint voxels (their centres)."""
+    kji = np.argwhere(prep.mask)
+    if len(kji) == 0:
+        return 0.0
+    xyz = kji[:, ::-1] * prep.raw.voxel_size
+    return float(np.sqrt(((xyz - xyz.mean(0)) ** 2).sum(1).mean()))
 
-    MIN_LIBRARY = 20
-    """Runs with at least this many fitted candidates judge "stands out" by a robust z."""
 
-    def __init__(self, size: int, min_hits: int, margin: float, min_z: float):
-        self.size, self.min_hits, self.margin, self.min_z = size, min_hits, margin, min_z
-        self.heap: list[tuple] = []  # (key, counter, candidate or None, poses or None)
-        self.counter = 0
-        self.scores: list[float] = []
+def needs_deeper_search(cand: _Prepared, rows: list[dict], footprint_rg: float,
+                        params: FitParams) -> bool:
+    """Whether a candidate's first search left it unconverged where there is room to miss.
 
-    def offer(self, cand: _Prepared, poses: tuple, rows: list[dict]) -> None:
-        if self.size <= 0 or not rows:
-            return
-        best = rows[0]
-        score = best["score"] if np.isfinite(best["score"]) else -np.inf
-        self.scores.append(score)
-        key = (bool(best["fit_ok"]), score, best["hits"])
-        keep = (cand, poses) if best["hits"] < self.min_hits else (None, None)
-        self.counter += 1
-        item = (key, -self.counter, *keep)
-        if len(self.heap) < self.size:
-            heapq.heappush(self.heap, item)
-        elif item[:2] > self.heap[0][:2]:
-            heapq.heapreplace(self.heap, item)
-
-    def to_deepen(self) -> list[tuple[_Prepared, tuple]]:
-        """Short-listed candidates with too few hits that are worth a deeper search, best first.
-
-        In a small run (fewer than :attr:`MIN_LIBRARY` candidates) those that score within
-        ``margin`` of the run's best; in a library screen those whose score stands out from the
-        library's (robust z = (score - median) / (1.4826 MAD) >= ``min_z``), so that a shard of
-        decoys does not pay for a deeper search of its least bad ones.
-        """
-        ranked = sorted(self.heap, key=lambda i: i[:2], reverse=True)
-        if not ranked:
-            return []
-        best = ranked[0][0]
-        scores = np.array([x for x in self.scores if np.isfinite(x)])
-        if len(scores) >= self.MIN_LIBRARY:
-            med = float(np.median(scores))
-            spread = max(1.4826 * float(np.median(np.abs(scores - med))), 0.01)
-            floor = med + self.min_z * spread
-        else:
-            floor = best[1] - self.margin
-        return [(c, p) for key, _, c, p in ranked
-                if c is not None and key[0] == best[0] and key[1] >= floor]
+    True when the deeper search is on (``deepen_hits > 0``, ``deepen_factor > 0``), the best
+    cluster fits (``fit_ok``) with fewer than ``deepen_hits`` hits, and the footprint is large
+    against the candidate: ``(footprint_rg / candidate_rg)^3 >= deepen_ratio``. It depends on
+    the map and the candidate alone, never on the other candidates of the run.
+    """
+    if params.deepen_hits <= 0 or params.deepen_factor <= 0 or not rows:
+        return False
+    best = rows[0]
+    room = (footprint_rg / cand.rg) ** 3
+    return bool(best["fit_ok"]) and best["hits"] < params.deepen_hits and \
+        room >= params.deepen_ratio
 
 
 def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: PreparedMap,
@@ -568,12 +547,9 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     write_models(outcome, kept, out_dir, params.models)
     fits = table_from_rows(outcome.fits, FITS_SCHEMA)
     ranking = rank_candidates(fits)
-    try:
-        from .significance import add_significance
+    from .significance import add_significance, read_null_summary
 
-        ranking = add_significance(ranking)
-    except ImportError:  # pragma: no cover - significance module not installed
-        pass
+    ranking = add_significance(ranking)
     write_table(fits, out_dir / "fits.parquet")
     write_table(ranking, out_dir / "ranking.parquet")
     write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
@@ -589,6 +565,7 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
                 "negative": prep.negative, **{k: v for k, v in prep.info.items()
                                                if k not in ("map_path", "map_sha256")}},
         "inputs": input_records,
+        "significance": read_null_summary(ranking),
         "versions": software_versions(),
         "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
         "timing": {"total_s": total, "search_s": outcome.search_seconds,
@@ -687,21 +664,22 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--max-samples", type=int, default=d.max_samples,
                    help="atom samples per batch; bounds memory (default 0 = auto: 3e6 on "
                         "CPU, 3e7 on CUDA)")
-    s.add_argument("--deepen-top", type=int, default=d.deepen_top,
-                   help="the best-scoring candidates of the run (default %(default)s) whose best "
-                        "cluster has too few hits get a deeper search; 0 turns it off")
     s.add_argument("--deepen-hits", type=int, default=d.deepen_hits,
-                   help="a best cluster with fewer hits than this (default %(default)s) is "
-                        "searched again")
+                   help="a candidate whose best cluster has fewer hits than this (default "
+                        "%(default)s), that fits, and for which the footprint is large (see "
+                        "--deepen-ratio) is searched again; 0 turns the deeper search off")
     s.add_argument("--deepen-factor", type=int, default=d.deepen_factor,
                    help="the deeper search adds this many times --rotations start rotations per "
                         "position (default %(default)s)")
-    s.add_argument("--deepen-margin", type=float, default=d.deepen_margin,
-                   help="in a run of fewer than 20 candidates, only those scoring within this "
-                        "of the run's best get the deeper search (default %(default)s)")
-    s.add_argument("--deepen-z", type=float, default=d.deepen_z,
-                   help="in a run of 20 or more, only those whose score stands out (robust z "
-                        "against the run's scores >= this, default %(default)s) get it")
+    s.add_argument("--deepen-ratio", type=float, default=d.deepen_ratio,
+                   help="only candidates with (footprint Rg / candidate Rg)^3 >= this (default "
+                        "%(default)s) can get the deeper search: a candidate that fills its "
+                        "segment converges without it")
+    s.add_argument("--map-kind", choices=sorted(SCORE_COLUMN), default=d.map_kind,
+                   help="ranking score: 'whole' (default) = local_cc, how well the candidate "
+                        "explains the density it occupies and its surroundings (any map: a "
+                        "segment, a region or a whole complex); 'segment' = footprint_cc, the "
+                        "whole footprint must be explained by one candidate")
     r = p.add_argument_group("refinement, clustering and output")
     r.add_argument("--refine-top", type=int, default=d.refine_top,
                    help=f"clusters refined, scored and reported per candidate "

@@ -532,7 +532,8 @@ def orient(plane: np.ndarray, h: int, v: int) -> np.ndarray:
 
 def plot_score_vs_size(ranking: pa.Table, null, top: int) -> str:
     """Score versus candidate size, hits (q < :data:`Q_HIT`) highlighted, top hits labelled,
-    with the null's size trend; returns a base64 PNG."""
+    with each candidate's null (location and location + 3 spreads of its size window);
+    returns a base64 PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -551,11 +552,12 @@ def plot_score_vs_size(ranking: pa.Table, null, top: int) -> str:
     ax.scatter(size[~ok], score[~ok], s=18, facecolors="none", edgecolors="0.55",
                label="no acceptable fit")
     ax.scatter(size[hit], score[hit], s=36, c="crimson", label=f"hit (q < {Q_HIT})")
-    if null.method == "central-normal" and np.isfinite(size).any():
-        xs = np.linspace(np.nanmin(size), np.nanmax(size), 100)
-        base = null.intercept + null.slope * np.log(xs) + null.loc
-        ax.plot(xs, np.tanh(base), c="k", lw=1, label="null median")
-        ax.plot(xs, np.tanh(base + 2 * null.scale), c="k", lw=1, ls="--", label="null + 2σ")
+    band = np.isfinite(size) & np.isfinite(null.location)
+    if band.any():  # each candidate's null (its size window), drawn along the sizes
+        order = np.flatnonzero(band)[np.argsort(size[band], kind="mergesort")]
+        ax.plot(size[order], np.tanh(null.location[order]), c="k", lw=1, label="null location")
+        ax.plot(size[order], np.tanh(null.location[order] + 3 * null.spread[order]), c="k",
+                lw=1, ls="--", label="null + 3 spreads")
     for i, r in enumerate(rows[:top]):  # top hits by rank number, hits also by name
         if np.isfinite(size[i]) and np.isfinite(score[i]):
             label = f"{r['rank']}. {r['candidate']}" if hit[i] else f"{r['rank']}"

@@ -12,12 +12,22 @@ per-atom weights (:func:`~difffit_screen.structures.simulate_atom_weights`):
 
 These per-atom scores do not say whether a candidate *explains* the density: a small fragment
 sits in the densest spot with a high mean, a long protein leaves most atoms outside. The
-ranking ``score`` is therefore a map-to-model correlation that is independent of the
-candidate's size: the correlation about the mean between the raw map and the candidate's
-simulated map (Gaussians at the atoms, amplitude = atomic number, sigma = 0.225 x resolution),
-taken over the union of the map's footprint and the candidate's envelope (its simulated map's
-top voxels, as many as its molecular volume fills: 18 Å³ per heavy atom). Unexplained density
-and atoms sticking out of the density both lower it; it lies in ``[-1, 1]`` whatever the size.
+ranking uses a map-to-model correlation instead, independent of the candidate's size: the
+correlation about the mean between the raw map and the candidate's simulated map (Gaussians at
+the atoms, amplitude = atomic number, sigma = 0.225 x resolution), over one of two regions
+(:meth:`FootprintCorrelation.score_fit`):
+
+- ``local_cc``: the candidate's envelope (its simulated map's top voxels, as many as its
+  molecular volume fills: 18 Å³ per heavy atom) and a shell of :func:`shell_width` around it.
+  The candidate must match the density it occupies, must not sit in empty space, and density
+  right next to it that it leaves unexplained (a small candidate inside a larger density)
+  counts against it. Valid for every kind of map (PowerFit's local correlation and fitmap's
+  correlation about the mean inside the model's envelope are the anchors).
+- ``footprint_cc``: the union of the map's whole footprint and the candidate's envelope:
+  unexplained density anywhere in the footprint lowers it (a segment that one candidate must
+  explain entirely).
+
+Both lie in ``[-1, 1]`` whatever the candidate's size.
 """
 
 from __future__ import annotations
@@ -61,6 +71,12 @@ def score_atoms(prep: PreparedMap, xyz: np.ndarray, weights: np.ndarray) -> dict
     }
 
 
+def shell_width(resolution: float, voxel: float) -> float:
+    """Width in Å of the shell around a candidate's envelope that :meth:`score_fit`'s
+    ``local_cc`` includes: half the resolution, at least 3 Å and two voxels, at most 8 Å."""
+    return float(min(max(0.5 * resolution, 3.0, 2.0 * voxel), 8.0))
+
+
 class FootprintCorrelation:
     """Computes the size-independent ranking ``score`` of fits in one prepared map.
 
@@ -77,15 +93,18 @@ class FootprintCorrelation:
         self.fp_sxx = float((vals * vals).sum())
         self.voxel_volume = float(np.prod(prep.raw.voxel_size))
         self.sigma_a = max(0.225 * prep.resolution, 0.5 * float(prep.raw.voxel_size.min()))
+        self.shell = shell_width(prep.resolution, float(prep.raw.voxel_size.max()))
 
-    def simulate(self, xyz: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def simulate(self, xyz: np.ndarray, z: np.ndarray,
+                 margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Simulated map of atoms ``(N, 3)`` with amplitudes ``(N,)`` in a sub-box.
 
-        Returns the sub-box values ``(nz, ny, nx)`` and its lower corner index ``[k, j, i]``.
+        The sub-box reaches ``3 sigma`` (plus ``margin`` Å) beyond the atoms. Returns the
+        sub-box values ``(nz, ny, nx)`` and its lower corner index ``[k, j, i]``.
         """
         vs = self.raw.voxel_size
         f = (np.asarray(xyz, dtype=np.float64) - self.raw.origin) / vs  # x, y, z index
-        pad = np.ceil(3.0 * self.sigma_a / vs).astype(int) + 2
+        pad = np.ceil((3.0 * self.sigma_a + margin) / vs).astype(int) + 2
         lo = np.floor(f.min(0)).astype(int) - pad
         hi = np.floor(f.max(0)).astype(int) + pad + 2
         shape = (hi - lo)[::-1]  # z, y, x
@@ -108,7 +127,21 @@ class FootprintCorrelation:
 
     def __call__(self, xyz: np.ndarray, z: np.ndarray) -> float:
         """Footprint correlation of atoms ``(N, 3)`` with atomic numbers ``(N,)``."""
-        sim, lo = self.simulate(xyz, z)
+        return self.score_fit(xyz, z)["footprint_cc"]
+
+    def score_fit(self, xyz: np.ndarray, z: np.ndarray) -> dict[str, float]:
+        """Both map-to-model correlations of atoms ``(N, 3)`` with atomic numbers ``(N,)``.
+
+        Returns
+        -------
+        dict
+            ``footprint_cc``: correlation about the mean over the union of the map's footprint
+            and the candidate's envelope (the whole segment must be explained);
+            ``local_cc``: correlation about the mean over the candidate's envelope and a shell
+            of :attr:`shell` Å around it (the density the candidate occupies must match it,
+            and density right next to it that it leaves unexplained counts against it).
+        """
+        sim, lo = self.simulate(xyz, z, margin=self.shell)
         shape = np.array(sim.shape)
         dims = np.array(self.raw.data.shape)
         a = np.maximum(lo, 0)
@@ -120,15 +153,7 @@ class FootprintCorrelation:
             dst = tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))
             target[dst] = self.raw.data[src]
             mask[dst] = self.prep.mask[src]
-        n_env = max(1, round(len(xyz) * VOLUME_PER_ATOM_A3 / self.voxel_volume))
-        # the n_env largest voxels; most of the sub-box is ~0, so select among the rest
-        flat = sim.ravel()
-        candidates = flat[flat > 1e-6 * flat.max()] if flat.max() > 0 else flat[:0]
-        if candidates.size > n_env:
-            level = np.partition(candidates, candidates.size - n_env)[candidates.size - n_env]
-        else:
-            level = candidates.min() if candidates.size else np.inf
-        env = sim >= max(level, 1e-12)
+        env = self.envelope(sim, len(xyz))
         union = mask | env
         x = target[union]
         y = sim[union]
@@ -137,7 +162,32 @@ class FootprintCorrelation:
         n = x.size + (self.fp_n - in_fp.size)
         sx = x.sum() + (self.fp_sx - in_fp.sum())
         sxx = (x * x).sum() + (self.fp_sxx - (in_fp * in_fp).sum())
-        sy, syy, sxy = y.sum(), (y * y).sum(), (x * y).sum()
-        cov = sxy - sx * sy / n
-        var = (sxx - sx * sx / n) * (syy - sy * sy / n)
-        return float(cov / np.sqrt(var)) if var > 0 else 0.0
+        footprint_cc = correlate_sums(n, sx, sxx, y.sum(), (y * y).sum(), (x * y).sum())
+        near = ndimage.distance_transform_edt(~env, sampling=self.raw.voxel_size[::-1])
+        local = near <= self.shell
+        xl, yl = target[local], sim[local]
+        local_cc = correlate_sums(xl.size, xl.sum(), (xl * xl).sum(), yl.sum(), (yl * yl).sum(),
+                                  (xl * yl).sum())
+        return {"footprint_cc": footprint_cc, "local_cc": local_cc}
+
+    def envelope(self, sim: np.ndarray, n_atoms: int) -> np.ndarray:
+        """Boolean envelope of a simulated sub-box: its largest voxels, as many as the
+        candidate's molecular volume (:data:`VOLUME_PER_ATOM_A3` per atom) fills."""
+        n_env = max(1, round(n_atoms * VOLUME_PER_ATOM_A3 / self.voxel_volume))
+        # the n_env largest voxels; most of the sub-box is ~0, so select among the rest
+        flat = sim.ravel()
+        candidates = flat[flat > 1e-6 * flat.max()] if flat.max() > 0 else flat[:0]
+        if candidates.size > n_env:
+            level = np.partition(candidates, candidates.size - n_env)[candidates.size - n_env]
+        else:
+            level = candidates.min() if candidates.size else np.inf
+        return sim >= max(level, 1e-12)
+
+
+def correlate_sums(n: int, sx: float, sxx: float, sy: float, syy: float, sxy: float) -> float:
+    """Pearson correlation from the sums of ``n`` pairs (0 when either side is constant)."""
+    if n < 2:
+        return 0.0
+    cov = sxy - sx * sy / n
+    var = (sxx - sx * sx / n) * (syy - sy * sy / n)
+    return float(cov / np.sqrt(var)) if var > 0 else 0.0

@@ -1,55 +1,73 @@
 """Significance of a screen's hits: z-scores, p-values and Benjamini-Hochberg q-values.
 
-The question asked of every candidate is "does its best fit score higher than the library's fits
-in this map usually do?". The library itself supplies the null distribution: most candidates are
-not in the map, so the bulk of the score distribution describes wrong answers, and the true hits
-sit in its upper tail. The method follows DomainFit (``pval_from_solutions.R``: Fisher z of the
-fit score, a normal null fitted to the central part of the distribution with fdrtool's ``pct0``
-idea, one-sided p-values, Benjamini-Hochberg), with a robust size correction added.
+The question asked of every candidate is "does its best fit score higher than fits of
+candidates *of its size* in this map usually do?". The library itself supplies the null: most
+candidates are not in the map, so the bulk of the score distribution describes wrong answers,
+and the true hits sit in its upper tail. The method follows DomainFit
+(``pval_from_solutions.R``: Fisher z of the fit score, a null fitted to the central part of the
+distribution with fdrtool's ``pct0`` idea, one-sided p-values, Benjamini-Hochberg), with a size
+correction that never extrapolates.
+
+Why size, and why windows
+-------------------------
+A candidate's best score depends on its size, differently on each kind of map: in a whole map
+a small candidate finds some subunit's density to sit in, a large one cannot fit at all; in a
+segment, candidates much larger than the segment stick out. A straight line fitted to score
+against log(size) (the previous method, Theil-Sen) extrapolates past the few largest or
+smallest candidates and turned "large and mediocre" into z = 8 (six false hits at q < 1e-2 in a
+100-decoy screen of a tetramer map). Monotone (isotonic) fits do not extrapolate, but they fit
+the extremes exactly, so a true hit at either end of the size range would become its own null.
+Here each candidate is compared with the ``W`` library members closest to it in size (a
+*window*; ``W = clip(3 sqrt(n), 30, n)``): the window is always ``W`` members wide, shifted
+inwards at both ends of the size range, so the null of the largest candidate is that of the
+``W`` largest, never a line continued beyond them, and a hit moves its own window's median by
+at most one rank.
 
 Method (libraries of at least :data:`MIN_LIBRARY` scored candidates)
 ----------------------------------------------------------------------
-1. **Fisher z.** Each candidate's best-fit ``score`` (a correlation about the mean, in [-1, 1]) is
-   transformed to ``y = arctanh(score)`` (clipped to ``|score| <= 1 - 1e-6``), which makes the
-   spread of correlations roughly normal and comparable across the range.
-2. **Size correction.** Correlation scores depend on the candidate's size (a small domain can sit
-   in a patch of density that a large protein cannot). ``y`` is regressed on ``x = log(n_residues)``
-   (``log(n_atoms)`` where residue counts are missing) with the Theil-Sen estimator (median of
-   pairwise slopes, robust to ~29 % outliers, so the hits do not pull the line), and the
-   residuals ``r = y - (a + b x)`` are used from here on. Candidates with no size get ``x`` = the
-   library's median ``x``. The correction is skipped (``b = 0``, ``a = median(y)``) when sizes are
-   known for fewer than :data:`MIN_LIBRARY` candidates or span less than a factor 1.1.
-3. **Null fit.** The null is a normal ``N(mu, sigma)`` with ``mu = median(r)`` and ``sigma`` the
-   maximum-likelihood scale of a normal truncated to the central window
-   ``|r - mu| <= c``, where ``c`` is the :data:`PCT0` quantile of ``|r - mu|`` (the 75 % of the
-   library closest to the median; fdrtool's ``pct0`` approach). Hits in the tail lie outside the
-   window and so inflate neither ``mu`` nor ``sigma``. ``sigma`` falls back to ``1.4826 * MAD``
-   if the window holds fewer than 5 distinct values, and is never below :data:`SCALE_FLOOR`.
-4. **z, p, q.** ``zscore = (r - mu) / sigma``; ``pvalue`` is the one-sided upper-tail
-   probability ``1 - Phi(zscore)``; ``qvalue`` is the Benjamini-Hochberg adjusted p-value over
-   all the screen's candidates (``m`` = number of rows of the ranking).
+1. **Fisher z.** ``y = arctanh(score)`` (clipped to ``|score| <= 1 - 1e-6``).
+2. **Location per size window.** In candidate ``i``'s window (in ``x = log(n_residues)``, or
+   ``log(n_atoms)`` where residue counts are missing) a resistant line is fitted (Tukey: the
+   slope between the medians of the smallest and the largest thirds); ``location_i`` is the
+   larger of that line at ``x_i`` and the window's median (:func:`locate_by_size`). Candidates
+   of unknown size, and libraries with too few sized candidates for more than one window of
+   :data:`MIN_WINDOW`, use the whole library (no size correction).
+3. **Spread.** ``spread_i = max(1.4826 MAD of the window's residuals from its line, s,
+   SCALE_FLOOR)``, where ``s`` is the scale of a normal fitted to the central :data:`PCT0` of
+   all residuals ``y - location`` (maximum likelihood of the truncated normal; the hits in the
+   tail inflate neither). A window is never sharper than the library as a whole.
+4. **z, p, q.** ``zscore = (y - location) / spread``; ``pvalue`` is the upper tail of a Student t
+   with ``W - 2`` degrees of freedom (line and spread are estimated from ``W`` values), floored at
+   :func:`p_floor` (no p-value smaller than the library can support); ``qvalue`` is the
+   Benjamini-Hochberg adjusted p-value over all the screen's candidates (``m`` = rows of the
+   ranking).
 
-Small libraries (fewer than :data:`MIN_LIBRARY` scored candidates)
--------------------------------------------------------------------
-No size correction (a slope from a handful of points is noise). The null is deliberately
-conservative: ``mu = median(y)``, ``sigma = max(sd(y), 1.4826 * MAD(y), SCALE_FLOOR)`` where
-``sd`` is the ordinary standard deviation *including* the hits (which widens it), and p-values come
-from Student's t with ``n - 1`` degrees of freedom (heavier tails than the normal). With fewer
-than :data:`MIN_NULL` scored candidates there is no null at all: ``zscore`` is null and
-``pvalue = qvalue = 1``.
+When it is valid, and when not
+------------------------------
+The null assumes that most candidates of each size window are wrong answers. It holds for a
+library screen (hundreds of unrelated models); it does not hold for a library made mostly of
+homologues of the answer (their scores form the "null" and hide each other), nor for a run
+of a few candidates. Small libraries (fewer than :data:`MIN_LIBRARY` scored candidates) get
+no size correction and a deliberately conservative null: ``location = median(y)``,
+``spread = max(sd(y), 1.4826 MAD(y), SCALE_FLOOR)`` with the ordinary standard deviation
+*including* the hits, Student's t with ``n - 1`` degrees of freedom, and the same floor (for 5
+candidates about 1e-4). With fewer than :data:`MIN_NULL` there is no null: ``pvalue = 1``.
+:meth:`NullModel.describe` says which case applied; it is written to ``run.json``, the ranking
+table's metadata and the report.
 
-Candidates without an acceptable fit
-------------------------------------
-A candidate whose best fit has ``fit_ok == False`` (too few atoms inside the contour) *counts in
-the null* (it is a library member and its score is part of the distribution of wrong answers;
-leaving it out would condition the null on a post-hoc filter) and keeps its ``zscore``, but gets
-``pvalue = 1``: a fit that is mostly outside the density is never reported as a hit. A candidate
-with a missing or non-finite score is left out of the null and gets a null ``zscore`` and
-``pvalue = 1``. Both still count in the Benjamini-Hochberg ``m``.
+Candidates that are never significant
+-------------------------------------
+A candidate whose best fit has ``fit_ok == False`` (too few atoms inside the contour), or
+whose best fit has fewer than :data:`MIN_INSIDE` of its atoms inside the contour (a fit largely
+outside the density), *counts in the null* (it is a library member; leaving it out would
+condition the null on a post-hoc filter) and keeps its ``zscore``, but gets ``pvalue = 1``. A
+candidate with a missing or non-finite score is left out of the null and gets a null
+``zscore`` and ``pvalue = 1``. All of them count in the Benjamini-Hochberg ``m``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -57,7 +75,19 @@ import pyarrow as pa
 from scipy import optimize, special
 
 MIN_LIBRARY = 8
-"""Scored candidates needed for the size correction and the fitted normal null."""
+"""Scored candidates needed for the fitted (non-conservative) null."""
+
+MIN_WINDOW = 30
+"""Smallest size window; libraries with fewer sized candidates get no size correction."""
+
+WINDOW_PER_SQRT_N = 3.0
+"""Size window ``W = clip(3 sqrt(n), MIN_WINDOW, n)`` (100 candidates: 30; 10,000: 300)."""
+
+Z_EXTRA = 3.0
+"""Standard deviations the fitted null is trusted beyond the ``1/n`` quantile (:func:`p_floor`)."""
+
+MIN_INSIDE = 0.3
+"""Best fits with fewer of their atoms inside the contour never get a p-value below 1."""
 
 MIN_NULL = 3
 """Scored candidates needed for any null at all (below: p = 1 for every candidate)."""
@@ -69,9 +99,11 @@ SCALE_FLOOR = 0.01
 """Smallest null scale in Fisher-z units (≈ 0.01 in correlation): smaller differences between
 candidates are not taken as evidence."""
 
+METADATA_KEY = "difffit_screen.significance"
+"""Schema metadata key of the ranking table holding the null's summary (JSON)."""
+
 FISHER_CLIP = 1.0 - 1e-6
 MAD_TO_SD = 1.4826
-MIN_SIZE_SPAN = np.log(1.1)
 
 
 @dataclass
@@ -81,59 +113,78 @@ class NullModel:
     Attributes
     ----------
     method : str
-        ``"central-normal"`` (size-corrected, fitted normal null), ``"small-library-t"``
-        (conservative Student-t null, no size correction) or ``"none"`` (too few candidates).
+        ``"size-windowed-t"`` (null per size window), ``"central-t"`` (one null, no size
+        correction), ``"small-library-t"`` (conservative, fewer than :data:`MIN_LIBRARY`
+        candidates) or ``"none"`` (fewer than :data:`MIN_NULL`).
     n_null : int
         Number of candidates whose scores form the null (finite scores).
     size_variable : str or None
         ``"n_residues"``, ``"n_atoms"`` or None when no size correction was applied.
-    slope, intercept : float
-        Size trend ``y ≈ intercept + slope * log(size)`` in Fisher-z units (0 and median(y) when
-        no correction was applied).
+    window : int
+        Candidates per size window (``n_null`` without size correction).
     loc, scale : float
-        Location and scale of the null of the (corrected) Fisher-z scores.
+        Library-wide location (median Fisher z) and the scale of the residuals' central normal.
     df : float or None
-        Degrees of freedom of the Student-t null (None for the normal null).
-    fisher_z, log_size, corrected, zscore, pvalue, qvalue : np.ndarray
-        ``(N,)`` arrays in the ranking's row order (NaN where undefined).
-    in_null : np.ndarray
-        ``(N,)`` bool, candidates that form the null.
+        Degrees of freedom of the Student t (None without a null).
+    fisher_z, log_size, location, spread, zscore, pvalue, qvalue : np.ndarray
+        ``(N,)`` arrays in the ranking's row order (NaN where undefined): ``location`` and
+        ``spread`` are each candidate's null in Fisher-z units.
+    in_null, eligible : np.ndarray
+        ``(N,)`` bool: candidates that form the null; candidates that can get ``p < 1``.
+    p_floor : float
+        Smallest p-value reported (:func:`p_floor`).
     """
 
     method: str
     n_null: int
     size_variable: str | None
-    slope: float
-    intercept: float
+    window: int
     loc: float
     scale: float
     df: float | None
     pct0: float = PCT0
     fisher_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
     log_size: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    corrected: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    location: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
     zscore: np.ndarray = field(default_factory=lambda: np.zeros(0))
     pvalue: np.ndarray = field(default_factory=lambda: np.zeros(0))
     qvalue: np.ndarray = field(default_factory=lambda: np.zeros(0))
     in_null: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    eligible: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    p_floor: float = 1.0
 
     def describe(self) -> str:
         """Return a one-paragraph, human-readable description of the fitted null."""
         if self.method == "none":
             return (f"Only {self.n_null} scored candidate(s): no null distribution can be "
                     f"estimated (fewer than {MIN_NULL}); every p-value is 1.")
+        floor = f"p-values floored at {self.p_floor:.1e} (what {self.n_null} candidates support)"
         if self.method == "small-library-t":
             return (f"Small library ({self.n_null} scored candidates, fewer than {MIN_LIBRARY}): "
                     f"no size correction; conservative Student-t null on Fisher z of the score, "
                     f"location {self.loc:.4f} (median), scale {self.scale:.4f} "
-                    f"(max of SD, 1.4826·MAD, {SCALE_FLOOR}), {self.df:g} degrees of freedom.")
-        size = (f"size-corrected by a Theil-Sen fit on log({self.size_variable}) "
-                f"(slope {self.slope:+.4f} per log unit, intercept {self.intercept:.4f})"
-                if self.size_variable else "not size-corrected (sizes missing or too uniform)")
-        return (f"Fisher z of the score over {self.n_null} scored candidates, {size}; normal null "
-                f"with location {self.loc:.4f} (median) and scale {self.scale:.4f} (truncated-"
-                f"normal fit to the central {self.pct0:.0%}); one-sided p-values; "
+                    f"(max of SD, 1.4826·MAD, {SCALE_FLOOR}), {self.df:g} degrees of freedom; "
+                    f"{floor}. Too few candidates for a library null: treat the p-values as a "
+                    f"rough guide.")
+        size = (f"compared with the {self.window} candidates closest in {self.size_variable} "
+                f"(median and MAD per window, no extrapolation beyond the library's sizes)"
+                if self.size_variable else
+                "one null for all sizes (sizes missing, or too few candidates for size "
+                "windows)")
+        return (f"Fisher z of the score over {self.n_null} scored candidates, {size}; spread "
+                f"at least {self.scale:.4f} (normal fit to the central {self.pct0:.0%} of the "
+                f"residuals); Student t with {self.df:g} degrees of freedom; {floor}; fits with "
+                f"fewer than {MIN_INSIDE:.0%} of their atoms inside the contour get p = 1; "
                 f"Benjamini-Hochberg q-values over all candidates.")
+
+    def as_dict(self) -> dict:
+        """Summary of the null (no per-candidate arrays), for ``run.json`` and table metadata."""
+        num = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+        return {"method": self.method, "n_null": self.n_null, "size_variable":
+                self.size_variable, "window": self.window, "loc": num(self.loc),
+                "scale": num(self.scale), "df": num(self.df), "p_floor": num(self.p_floor),
+                "description": self.describe()}
 
 
 def fisher_z(score: np.ndarray) -> np.ndarray:
@@ -159,17 +210,6 @@ def adjust_bh(pvalues: np.ndarray) -> np.ndarray:
     q = np.empty(m)
     q[order] = q_sorted
     return q
-
-
-def fit_size_trend(y: np.ndarray, x: np.ndarray) -> tuple[float, float]:
-    """Robust line ``y ≈ intercept + slope * x`` by Theil-Sen; returns ``(slope, intercept)``."""
-    y = np.asarray(y, dtype=np.float64)
-    x = np.asarray(x, dtype=np.float64)
-    dx = x[:, None] - x  # every pair, as scipy.stats.theilslopes does (scipy.stats itself is
-    dy = y[:, None] - y  # not imported: it would add 0.3 s to every fit run's start-up)
-    up = dx > 0
-    slope = float(np.median(dy[up] / dx[up])) if up.any() else 0.0
-    return slope, float(np.median(y) - slope * np.median(x))
 
 
 def fit_central_normal(values: np.ndarray, pct0: float = PCT0) -> tuple[float, float]:
@@ -223,8 +263,7 @@ def pick_log_size(ranking: pa.Table) -> tuple[np.ndarray, str | None]:
     for name in ("n_residues", "n_atoms"):
         if name not in ranking.column_names:
             continue
-        size = np.array([np.nan if v is None else float(v)
-                         for v in ranking.column(name).to_pylist()])
+        size = column_as_float(ranking, name)
         size[~(size > 0)] = np.nan
         if np.isfinite(size).sum() >= MIN_LIBRARY:
             return np.log(size), name
@@ -235,7 +274,53 @@ def column_as_float(ranking: pa.Table, name: str) -> np.ndarray:
     """Return a column as ``(N,)`` float64 with nulls as NaN (all NaN if the column is absent)."""
     if name not in ranking.column_names:
         return np.full(ranking.num_rows, np.nan)
-    return np.array([np.nan if v is None else float(v) for v in ranking.column(name).to_pylist()])
+    col = ranking.column(name).cast(pa.float64())
+    return col.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def size_windows(log_size: np.ndarray, members: np.ndarray,
+                 width: int) -> tuple[np.ndarray, np.ndarray]:
+    """For every candidate, the ``width`` null members closest to it in size.
+
+    Parameters
+    ----------
+    log_size : np.ndarray
+        ``(N,)`` log sizes; NaN where unknown.
+    members : np.ndarray
+        ``(N,)`` bool, the null members to draw windows from (their sizes must be finite).
+    width : int
+        Window size (at most the number of members). A window is a run of ``width``
+        consecutive members in size order, centred on the candidate's size rank and shifted
+        inwards at both ends, so it never reaches past the library's sizes.
+
+    Returns
+    -------
+    order : np.ndarray
+        ``(M,)`` indices of the members, sorted by size.
+    start : np.ndarray
+        ``(N,)`` first position in ``order`` of each candidate's window (its members are
+        ``order[start : start + width]``); -1 for candidates of unknown size (they use the
+        whole null).
+    """
+    idx = np.flatnonzero(members)
+    order = idx[np.argsort(log_size[idx], kind="mergesort")]
+    width = min(width, len(order))
+    start = np.full(len(log_size), -1, dtype=np.int64)
+    known = np.isfinite(log_size)
+    pos = np.searchsorted(log_size[order], log_size[known])
+    start[known] = np.clip(pos - width // 2, 0, len(order) - width)
+    return order, start
+
+
+def p_floor(n_null: int) -> float:
+    """Smallest p-value that a null fitted to ``n_null`` scores supports.
+
+    The data show the null's tail down to about ``1/n``; the fitted distribution is trusted
+    for :data:`Z_EXTRA` more standard deviations beyond that and no further:
+    ``p_floor = Phi(-(Phi^-1(1 - 1/n) + Z_EXTRA))`` (100 candidates: 4.9e-8; 10,000: 4e-12).
+    """
+    n = max(int(n_null), 2)
+    return float(special.ndtr(-(special.ndtri(1.0 - 1.0 / n) + Z_EXTRA)))
 
 
 def fit_null_model(ranking: pa.Table) -> NullModel:
@@ -244,8 +329,8 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
     Parameters
     ----------
     ranking : pyarrow.Table
-        One row per candidate with at least ``score``; ``fit_ok``, ``n_residues`` and
-        ``n_atoms`` are used when present (see the module docstring for the method).
+        One row per candidate with at least ``score``; ``fit_ok``, ``inside_fraction``,
+        ``n_residues`` and ``n_atoms`` are used when present (see the module docstring).
 
     Returns
     -------
@@ -255,49 +340,97 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
     n = ranking.num_rows
     y = fisher_z(column_as_float(ranking, "score"))
     in_null = np.isfinite(y)
-    fit_ok = (np.array([bool(v) for v in ranking.column("fit_ok").to_pylist()])
+    fit_ok = (np.array([bool(v) for v in ranking.column("fit_ok").to_pylist()], dtype=bool)
               if "fit_ok" in ranking.column_names else np.ones(n, bool))
+    inside = column_as_float(ranking, "inside_fraction")
+    eligible = in_null & fit_ok & ~(inside < MIN_INSIDE)
     log_size, size_var = pick_log_size(ranking)
     n_null = int(in_null.sum())
     nan = np.full(n, np.nan)
     if n_null < MIN_NULL:
         p = np.ones(n)
-        return NullModel("none", n_null, None, 0.0, float("nan"), float("nan"), float("nan"),
-                         None, fisher_z=y, log_size=log_size, corrected=nan, zscore=nan,
-                         pvalue=p, qvalue=adjust_bh(p), in_null=in_null)
+        return NullModel("none", n_null, None, n_null, float("nan"), float("nan"), None,
+                         fisher_z=y, log_size=log_size, location=nan, spread=nan, zscore=nan,
+                         pvalue=p, qvalue=adjust_bh(p), in_null=in_null, eligible=eligible)
+    floor = p_floor(n_null)
     if n_null < MIN_LIBRARY:
         loc, scale, df = fit_small_library_null(y[in_null])
         z = (y - loc) / scale
-        p = np.where(in_null & fit_ok, special.stdtr(df, -z), 1.0)
-        return NullModel("small-library-t", n_null, None, 0.0, loc, loc, scale, df,
-                         fisher_z=y, log_size=log_size, corrected=y, zscore=z, pvalue=p,
-                         qvalue=adjust_bh(p), in_null=in_null)
-    corrected, slope, intercept, size_var = correct_for_size(y, log_size, in_null, size_var)
-    loc, scale = fit_central_normal(corrected[in_null])
-    z = (corrected - loc) / scale
-    p = np.where(in_null & fit_ok, special.ndtr(-z), 1.0)
-    return NullModel("central-normal", n_null, size_var, slope, intercept, loc, scale, None,
-                     fisher_z=y, log_size=log_size, corrected=corrected, zscore=z, pvalue=p,
-                     qvalue=adjust_bh(p), in_null=in_null)
+        p = np.where(eligible, np.maximum(special.stdtr(df, -z), floor), 1.0)
+        return NullModel("small-library-t", n_null, None, n_null, loc, scale, df,
+                         fisher_z=y, log_size=log_size, location=np.full(n, loc),
+                         spread=np.full(n, scale), zscore=z, pvalue=p, qvalue=adjust_bh(p),
+                         in_null=in_null, eligible=eligible, p_floor=floor)
+    location, local_scale, size_var, width = locate_by_size(y, log_size, in_null, size_var)
+    resid = y - location
+    _, scale = fit_central_normal(resid[in_null])
+    spread = np.maximum(np.maximum(local_scale, scale), SCALE_FLOOR)
+    z = resid / spread
+    df = float(width - 2 if size_var else width - 1)
+    p = np.where(eligible, np.maximum(special.stdtr(df, -z), floor), 1.0)
+    return NullModel("size-windowed-t" if size_var else "central-t", n_null, size_var, width,
+                     float(np.median(y[in_null])), scale, df, fisher_z=y, log_size=log_size,
+                     location=location, spread=spread, zscore=z, pvalue=p, qvalue=adjust_bh(p),
+                     in_null=in_null, eligible=eligible, p_floor=floor)
 
 
-def correct_for_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,
-                     size_var: str | None) -> tuple[np.ndarray, float, float, str | None]:
-    """Remove the robust size trend from Fisher-z scores ``y``.
+def locate_by_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,
+                   size_var: str | None) -> tuple[np.ndarray, np.ndarray, str | None, int]:
+    """Each candidate's null location and robust scale from its size window.
 
-    Returns ``(residuals, slope, intercept, size_variable)``; when the trend cannot be fitted
-    (too few sizes, or sizes spanning less than a factor 1.1) the residuals are ``y - median``
-    with slope 0 and ``size_variable`` None. Candidates of unknown size are corrected as if of the
-    library's median size.
+    In each window (:func:`size_windows`, sorted by size) a resistant line is fitted (Tukey:
+    the slope between the medians of the window's smallest and largest thirds; the level,
+    the median of the window's values moved along that slope to the candidate's size). The
+    location is the larger of that line at the candidate's size and the window's median: a
+    plain median is biased at the ends of the size range when scores trend with size (the
+    smallest candidate's window holds larger ones), the line removes that bias without leaving
+    the window, and taking the larger of the two never makes a candidate look better than
+    either would. Window starts are rounded to multiples of ``width // 20`` (exact up to 400
+    candidates), so the cost is ``O(N)`` medians of ``20 N / width`` windows.
+
+    Returns
+    -------
+    tuple
+        ``(location, scale, size_variable, width)``: ``(N,)`` location and ``1.4826 MAD`` of
+        the residuals from the window's line, in Fisher-z units. Without sizes, or with too
+        few sized candidates for more than one window, every candidate gets the library's
+        median and MAD, ``size_variable`` None and ``width`` the library size; candidates of
+        unknown size get the library's values too.
     """
-    known = in_null & np.isfinite(log_size)
-    if (size_var is None or known.sum() < MIN_LIBRARY
-            or np.ptp(log_size[known]) < MIN_SIZE_SPAN):
-        centre = float(np.median(y[in_null]))
-        return y - centre, 0.0, centre, None
-    slope, intercept = fit_size_trend(y[known], log_size[known])
-    x = np.where(np.isfinite(log_size), log_size, np.median(log_size[known]))
-    return y - (intercept + slope * x), slope, intercept, size_var
+    n_null = int(in_null.sum())
+    width = int(np.clip(round(WINDOW_PER_SQRT_N * np.sqrt(n_null)), MIN_WINDOW, n_null))
+    sized = in_null & np.isfinite(log_size)
+    centre = float(np.median(y[in_null]))
+    location = np.full(y.shape, centre)
+    scale = np.full(y.shape, MAD_TO_SD * float(np.median(np.abs(y[in_null] - centre))))
+    if size_var is None or sized.sum() < max(MIN_WINDOW, width + 1):
+        return location, scale, None, n_null
+    order, start = size_windows(log_size, sized, width)
+    rows = np.flatnonzero(start >= 0)
+    step = max(1, width // 20)
+    anchor = np.clip(np.round(start[rows] / step).astype(np.int64) * step, 0,
+                     len(order) - width)
+    starts, which = np.unique(anchor, return_inverse=True)
+    third = max(width // 3, 1)
+    level0 = np.empty(len(starts))  # the line's value at log size 0
+    slope = np.empty(len(starts))
+    median = np.empty(len(starts))
+    mad = np.empty(len(starts))
+    for block in np.array_split(np.arange(len(starts)), max(1, len(starts) * width // 2**21)):
+        members = order[starts[block][:, None] + np.arange(width)]
+        xw, yw = log_size[members], y[members]  # (B, W), sorted by size
+        dx = np.median(xw[:, -third:], 1) - np.median(xw[:, :third], 1)
+        dy = np.median(yw[:, -third:], 1) - np.median(yw[:, :third], 1)
+        slope[block] = np.divide(dy, dx, out=np.zeros_like(dy), where=dx > 0)
+        resid0 = yw - slope[block][:, None] * xw
+        level0[block] = np.median(resid0, axis=1)
+        median[block] = np.median(yw, axis=1)
+        resid = resid0 - level0[block][:, None]
+        mad[block] = np.median(np.abs(resid - np.median(resid, 1)[:, None]), 1)
+    line = level0[which] + slope[which] * log_size[rows]
+    location[rows] = np.maximum(line, median[which])
+    scale[rows] = MAD_TO_SD * mad[which]
+    return location, scale, size_var, width
 
 
 def add_significance(ranking: pa.Table) -> pa.Table:
@@ -314,17 +447,27 @@ def add_significance(ranking: pa.Table) -> pa.Table:
     Returns
     -------
     pyarrow.Table
-        The same table with float64 ``zscore`` (null where undefined), ``pvalue`` and ``qvalue``.
+        The same table with float64 ``zscore`` (null where undefined), ``pvalue`` and
+        ``qvalue``, and the null's summary (:meth:`NullModel.as_dict`) as JSON under the schema
+        metadata key :data:`METADATA_KEY` (read it back with :func:`read_null_summary`).
     """
     model = fit_null_model(ranking)
     out = ranking
     for name, values in (("zscore", model.zscore), ("pvalue", model.pvalue),
                          ("qvalue", model.qvalue)):
-        arr = pa.array([None if not np.isfinite(v) else float(v) for v in values],
-                       type=pa.float64())
+        values = np.asarray(values, dtype=np.float64)
+        arr = pa.array(values, type=pa.float64(), mask=~np.isfinite(values))
         if name in out.column_names:
             idx = out.column_names.index(name)
             out = out.set_column(idx, out.schema.field(name).with_type(pa.float64()), arr)
         else:
             out = out.append_column(pa.field(name, pa.float64()), arr)
-    return out
+    meta = dict(out.schema.metadata or {})
+    meta[METADATA_KEY.encode()] = json.dumps(model.as_dict()).encode()
+    return out.replace_schema_metadata(meta)
+
+
+def read_null_summary(table: pa.Table) -> dict | None:
+    """The null's summary that :func:`add_significance` stored in ``table``'s metadata."""
+    raw = (table.schema.metadata or {}).get(METADATA_KEY.encode())
+    return json.loads(raw) if raw else None

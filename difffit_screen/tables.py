@@ -31,6 +31,8 @@ _POSE_AND_SCORES = [
     pa.field("hits", pa.int32(), nullable=False),
     pa.field("n_starts", pa.int32()),
     pa.field("score", pa.float32()),
+    pa.field("footprint_cc", pa.float32()),
+    pa.field("local_cc", pa.float32()),
     pa.field("mean_density", pa.float32()),
     pa.field("overlap", pa.float32()),
     pa.field("correlation", pa.float32()),
@@ -59,9 +61,14 @@ FIELD_DOCS = {
     "hits": "number of search placements that converged into this cluster (3 Å / 6°)",
     "n_starts": "start placements searched for this candidate (positions x rotations, more "
                 "after a deeper search)",
-    "score": "size-independent fit score used for ranking: correlation about the mean between "
-             "the target map and the candidate's simulated map over the union of the map's "
-             "footprint and the candidate's envelope",
+    "score": "the ranking score: local_cc (default, --map-kind whole) or footprint_cc "
+             "(--map-kind segment) of the fit",
+    "footprint_cc": "correlation about the mean between the map and the candidate's simulated "
+                    "map over the union of the map's footprint and the candidate's envelope "
+                    "(the ranking score of a segment map)",
+    "local_cc": "correlation about the mean between the map and the candidate's simulated map "
+                "over the candidate's envelope and a shell around it (the ranking score of a "
+                "whole map)",
     "mean_density": "mean raw map value at the fitted atoms (ChimeraX 'average map value')",
     "overlap": "paper's mean overlap D·W/N (D: normalised thresholded map, W: simulated weights)",
     "correlation": "paper's correlation D·W/(|D||W|) over the fitted atoms",
@@ -104,8 +111,10 @@ RANKING_SCHEMA = _schema(
 FIELD_DOCS.update({
     "rank": "rank of the candidate in the screen (1 = best)",
     "n_clusters": "number of pose clusters found for the candidate",
-    "zscore": "robust z-score of the score against the library's score distribution",
-    "pvalue": "one-sided p-value of the score under the fitted null distribution",
+    "zscore": "Fisher-z score minus its size window's null location, over the null's spread",
+    "pvalue": "one-sided p-value under the candidate's size-window null (Student t), floored at "
+              "what the library size supports; 1 for fits that are not fit_ok or have < 30 % of "
+              "atoms inside the contour",
     "qvalue": "Benjamini-Hochberg adjusted p-value across the screen",
 })
 
@@ -219,7 +228,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         [d / "failures.parquet" for d in dirs if (d / "failures.parquet").exists()]
         + [Path(p) for p in extra_failures if Path(p).exists()], FAILURES_SCHEMA)
     ranking = rank_candidates(fits)
-    from .significance import add_significance
+    from .significance import add_significance, read_null_summary
 
     ranking = add_significance(ranking)
     paths = {"fits": write_table(fits, out / "fits.parquet"),
@@ -233,6 +242,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         merged["inputs"] = [i for r in records for i in r.get("inputs", [])]
         merged["n_candidates"] = sum(r.get("n_candidates", 0) for r in records)
         merged["n_failures"] = failures.num_rows
+        merged["significance"] = read_null_summary(ranking)
         per = {k: v for r in records for k, v in r.get("timing", {}).get("per_candidate_s",
                                                                          {}).items()}
         search_s = sum(r.get("timing", {}).get("search_s", 0.0) for r in records)

@@ -280,7 +280,7 @@ def fit_options(config: Mapping[str, Any]) -> str:
     fit = config.get("fit") or {}
     opts = []
     for key in ("positions", "rotations", "iterations", "atoms", "seed", "models",
-                "deepen_top"):
+                "deepen_hits", "map_kind"):
         if fit.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", str(fit[key])]
     if fit.get("extra"):

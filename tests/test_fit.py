@@ -172,40 +172,19 @@ def test_deposited_pose_recovered_from_random_starts(tmp_path, case, map_name, m
     assert ok >= 4
 
 
-def _shortlist_rows(score: float, hits: int, fit_ok: bool = True) -> list[dict]:
-    return [{"score": score, "hits": hits, "fit_ok": fit_ok}]
+def test_deeper_search_is_decided_by_the_candidate_and_the_map_alone():
+    """Unconverged (few hits), fitting, and in a footprint with room for several placements:
+    only then is a candidate searched again; nothing about other candidates enters."""
+    from difffit_screen.fit import _Prepared, needs_deeper_search
 
-
-def test_shortlist_deepens_only_close_poorly_converged_top_candidates():
-    from difffit_screen.fit import _Shortlist
-
-    sl = _Shortlist(size=3, min_hits=4, margin=0.2, min_z=3.0)
-    offers = {"winner": (0.50, 2), "close_converged": (0.45, 30), "close": (0.35, 1),
-              "far": (0.20, 1), "no_fit": (0.9, 1, False), "fourth": (0.40, 3)}
-    for name, (score, hits, *ok) in offers.items():
-        sl.offer(name, ("poses", name), _shortlist_rows(score, hits, *(ok or [True])))
-    # the top 3 fit_ok candidates are winner, close_converged and fourth; "close" (4th) and
-    # "far" fall off the list, "close_converged" has enough hits, "no_fit" is not fit_ok
-    assert [c for c, _ in sl.to_deepen()] == ["winner", "fourth"]
-    assert _Shortlist(size=0, min_hits=4, margin=0.2, min_z=3.0).to_deepen() == []
-    lone = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
-    lone.offer("only", ("poses",), _shortlist_rows(-0.3, 1))
-    assert [c for c, _ in lone.to_deepen()] == ["only"]  # a single candidate is its own best
-
-
-def test_shortlist_in_a_library_deepens_only_scores_that_stand_out():
-    from difffit_screen.fit import _Shortlist
-
-    decoys = np.random.default_rng(0).normal(-0.14, 0.1, size=40)  # identity screen's decoys
-    plain = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
-    for i, score in enumerate(decoys):
-        plain.offer(f"d{i}", ("poses",), _shortlist_rows(float(score), 1))
-    assert plain.to_deepen() == []  # a shard of decoys: its least bad ones are not searched again
-    with_hit = _Shortlist(size=5, min_hits=4, margin=0.2, min_z=3.0)
-    for i, score in enumerate(decoys):
-        with_hit.offer(f"d{i}", ("poses",), _shortlist_rows(float(score), 1))
-    with_hit.offer("hit", ("poses",), _shortlist_rows(0.35, 2))
-    assert [c for c, _ in with_hit.to_deepen()] == ["hit"]
+    p = FitParams()
+    cand = _Prepared(None, None, None, None, None, rg=15.0, weights=None, z=None)
+    rows = lambda hits, ok=True: [{"hits": hits, "fit_ok": ok}]  # noqa: E731
+    assert needs_deeper_search(cand, rows(1), 30.0, p)  # (30/15)^3 = 8: a chain in a complex
+    assert not needs_deeper_search(cand, rows(p.deepen_hits), 30.0, p)  # converged
+    assert not needs_deeper_search(cand, rows(1, False), 30.0, p)  # "no fit"
+    assert not needs_deeper_search(cand, rows(1), 15.0, p)  # fills its segment: ratio 1
+    assert not needs_deeper_search(cand, rows(1), 30.0, FitParams(deepen_hits=0))
 
 
 def test_converged_fits_are_not_searched_again(demo_fit):
@@ -249,3 +228,23 @@ def test_deeper_search_places_a_single_chain_in_complex_density(tmp_path):
             ref = np.hstack([c[:, :3] @ inv[:, :3], (c[:, :3] @ inv[:, 3] + c[:, 3])[:, None]])
             errors.append(pose_error(top["matrix"], ref, moved_xyz))
         assert any(s <= 3.0 and a <= 6.0 for s, a in errors), (seed, errors)
+
+
+def test_a_candidate_gets_the_same_search_alone_and_in_company():
+    """Search depth, pose and scores of a candidate do not depend on the rest of the run (so
+    neither on the shard it lands in): a decoy that gets the deeper search (its Rg is close to the
+    segment's, so the ratio is lowered to let it) gets it, and the same rows, alone and among
+    other candidates."""
+    p = FitParams(models=0, deepen_ratio=0.5, positions=5, rotations=32, deepen_factor=3)
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    small = str(DEMO / "decoys" / "A0A1D1V0D1.pdb.gz")  # its best pose has 1 hit
+    company = [str(DEMO / "I7MLV6_D3.pdb"), str(DEMO / "decoys" / "A0A1D1VZB8.pdb.gz"), small]
+    alone = fit_candidates(prep, iter_candidates([small], p), p, progress=False).fits
+    among = [r for r in fit_candidates(prep, iter_candidates(company, p), p,
+                                       progress=False).fits if r["candidate"] == "A0A1D1V0D1"]
+    assert alone[0]["n_starts"] == 160 * (1 + p.deepen_factor)  # it was searched again
+    assert len(alone) == len(among)
+    for a, b in zip(alone, among, strict=True):
+        assert a["n_starts"] == b["n_starts"] and a["hits"] == b["hits"]
+        assert a["score"] == pytest.approx(b["score"], abs=1e-5)
+        np.testing.assert_allclose(a["matrix"], b["matrix"], atol=1e-3)

@@ -179,7 +179,7 @@ def test_config_helpers(tmp_path):
                                     f"{tmp_path}/missing.pdb"]},
               "shards": {"candidates_per_shard": 2},
               "fit": {"positions": 3, "rotations": None, "atoms": "ca", "seed": 1,
-                      "device": "auto", "deepen_top": 0, "extra": "--models 0"}}
+                      "device": "auto", "deepen_hits": 0, "extra": "--models 0"}}
     wh.check_config(config)
     spec = wh.library_spec(config)
     assert spec["local"] == sorted([str(tmp_path / "a.pdb"), str(tmp_path / "sub" / "b.cif.gz"),
@@ -189,7 +189,7 @@ def test_config_helpers(tmp_path):
     bulk = {**config, "library": {**config["library"], "afdb": {"proteome_tar": "UP1_2_X_v6"}}}
     wh.check_config(bulk)
     assert wh.library_spec(bulk)["afdb"]["proteome_tar"] == "UP1_2_X_v6"
-    assert wh.fit_options(config) == "--positions 3 --atoms ca --seed 1 --deepen-top 0 --models 0"
+    assert wh.fit_options(config) == "--positions 3 --atoms ca --seed 1 --deepen-hits 0 --models 0"
     # --device follows the job: cuda for a cluster job given a GPU, fit.device otherwise
     assert wh.job_device(config, 1, on_cluster=True) == "cuda"
     assert wh.job_device(config, 1, on_cluster=False) == "auto"
