@@ -3,13 +3,16 @@
 #   make test   # runs the test suite
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# A PyTorch wheel index, e.g. https://download.pytorch.org/whl/cu128 for the CUDA 12.8 build of
+# torch on a GPU cluster (README: installation on a GPU cluster); empty: pip's configured index.
+TORCH_INDEX ?=
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: a bare 'torch' pulls a multi-GB CUDA build on CPU-only machines
-	$(PY) -m pip install -q "torch==2.13.0"
+	# torch first and pinned, from TORCH_INDEX when set (the CUDA build on a GPU cluster)
+	$(PY) -m pip install -q "torch==2.13.0" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q -e ".[workflow,test]"
 	touch $@
 

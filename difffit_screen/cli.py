@@ -208,11 +208,32 @@ def _run_composite(args: argparse.Namespace) -> int:
     return run_composite_command(args)
 
 
+# --- init (a screen folder) --------------------------------------------------------------------
+
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    from .init_screen import add_init_arguments
+
+    p = sub.add_parser("init", help="write a screen folder: config, workflow and profiles",
+                       description="Write DIR/ with the screen's config, the workflow (as a "
+                                   "Snakemake module) and its profiles, so that in DIR "
+                                   "`snakemake --profile slurm` (or `--profile local`) runs "
+                                   "the screen.")
+    add_init_arguments(p)
+    p.set_defaults(handler=_run_init)
+
+
+def _run_init(args: argparse.Namespace) -> int:
+    from .init_screen import run_init_command
+
+    return run_init_command(args)
+
+
 # --- registered commands (helpers add theirs here) ---------------------------------------------
 
 _COMMANDS = [_add_fit, _add_prepare_map, _add_aggregate, _add_report, _add_domains,
              _add_fetch, _add_fetch_map, _add_pack]
 _COMMANDS.append(_add_composite)
+_COMMANDS.append(_add_init)
 
 
 def main(argv: list[str] | None = None) -> int:

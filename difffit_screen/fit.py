@@ -46,10 +46,12 @@ from scipy.spatial.transform import Rotation
 
 from . import __version__
 from .cluster import cluster_poses
+from .devices import describe_device, format_device, label_device
 from .errors import InputError
 from .maps import DensityMap, PreparedMap, file_sha256, load_prepared, prepare_map, read_map
 from .optimise import VolumeSampler, optimise_placements, resolve_device
 from .placements import sample_positions, sample_rotations
+from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
 from .structures import (
     Atoms,
@@ -334,8 +336,6 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
 
     Bad candidates become failure rows and the rest go on. Returns rows and timings.
     """
-    from tqdm import tqdm
-
     device = resolve_device(params.device)
     sampler = VolumeSampler(prep.loss_volume, device)
     refine_sampler = VolumeSampler(prep.refine_volume, device)
@@ -348,8 +348,7 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
     if params.max_samples <= 0:
         params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 3_000_000)
     outcome = FitOutcome()
-    bar = tqdm(total=n_total, unit="candidate", disable=None if progress is None else not progress,
-               mininterval=1.0, file=sys.stderr)
+    bar = make_reporter(progress, n_total, label_device(device))
     batch: list[_Prepared] = []
 
     def flush() -> None:
@@ -530,6 +529,8 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     t0 = time.perf_counter()
     kept: dict[str, Atoms] = {}
     input_records: list[dict] = []
+    device = describe_device(resolve_device(params.device), params.device)
+    log.info("%s", format_device(device))
 
     def tracked() -> Iterator[tuple[str, str, object]]:
         for name, source, item in iter_candidates(inputs, params):
@@ -541,7 +542,8 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
                                           "sha256": file_sha256(source)})
             yield name, source, item
 
-    outcome = fit_candidates(prep, tracked(), params, progress=progress)
+    outcome = fit_candidates(prep, tracked(), params, progress=progress,
+                             n_total=count_candidates(inputs))
     write_models(outcome, kept, out_dir, params.models)
     fits = table_from_rows(outcome.fits, FITS_SCHEMA)
     ranking = rank_candidates(fits)
@@ -556,7 +558,7 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
         "command": "fit",
         "params": asdict(params),
         "seed": params.seed,
-        "device": str(resolve_device(params.device)),
+        "device": device,
         "map": {"path": prep.raw.path, "sha256": prep.info.get("map_sha256"),
                 "threshold": prep.threshold, "resolution": prep.resolution,
                 "sigmas": list(prep.sigmas), "weights": list(prep.weights),
@@ -695,7 +697,7 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--keep-waters", action="store_true")
     r.add_argument("--keep-ligands", action="store_true")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar (default: only on a terminal)")
+                   help="progress lines in the log: done/total, rate, ETA, device (default on)")
 
 
 def params_from_args(args: argparse.Namespace) -> FitParams:

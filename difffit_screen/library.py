@@ -20,9 +20,10 @@ Sources, in any mix in one screen (the *spec*, a JSON or YAML file):
 
 AlphaFold model URLs and their version come from the AFDB prediction API answer (never a
 hard-coded ``_v4``). Every download goes through one :class:`HttpClient` (one
-``requests.Session``, timeouts, retries with exponential backoff that honour ``Retry-After``,
-``Content-Length`` checks), is written to ``<file>.<pid>.part``, checked (gemmi must parse a
-structure with atoms; the map header must match its size) and only then renamed into the cache.
+``requests.Session``, timeouts, urllib3 retries with exponential backoff that honour
+``Retry-After``, ``Content-Length`` checks), is written to ``<file>.<pid>.part``, checked
+(gemmi must parse a structure with atoms; the map header must match its size) and only then
+renamed into the cache.
 The cache (``<cache>/afdb/v<N>/``, ``<cache>/pdb/``, API answers in ``<cache>/afdb/api/`` and
 ``<cache>/uniprot/``) is shared between screens: a re-run downloads only what is missing.
 For a whole organism, ``proteome_tar`` names one of AlphaFold DB's per-proteome archives
@@ -64,6 +65,7 @@ import gemmi
 import pyarrow as pa
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
 
 from . import __version__
 from .errors import InputError
@@ -118,14 +120,53 @@ class FetchError(RuntimeError):
 
 # --- HTTP --------------------------------------------------------------------------------------
 
+class _Retry(Retry):
+    """urllib3's ``Retry`` with this client's backoff, a capped ``Retry-After`` and a log line.
+
+    The wait before retry ``k`` (from 0) is ``backoff * 2**k`` capped at ``backoff_max``, plus
+    up to 10 % jitter (urllib3's own formula waits nothing before the first retry); a
+    ``Retry-After`` header (seconds or an HTTP date) is honoured up to ``max_retry_after``.
+    """
+
+    max_retry_after: float = 300.0
+
+    def new(self, **kw):
+        new = super().new(**kw)
+        new.max_retry_after = self.max_retry_after
+        return new
+
+    def get_backoff_time(self) -> float:
+        k = len(self.history) - 1
+        if k < 0:
+            return 0.0
+        wait = min(self.backoff_factor * 2**k, self.backoff_max)
+        return wait * (1.0 + 0.1 * random.random())
+
+    def get_retry_after(self, response) -> float | None:
+        seconds = parse_retry_after(response.headers.get("Retry-After"))
+        return None if seconds is None else min(seconds, self.max_retry_after)
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None,
+                  _stacktrace=None):
+        new = super().increment(method, url, response, error, _pool, _stacktrace)
+        host = f"{_pool.scheme}://{_pool.host}:{_pool.port}" if _pool is not None else ""
+        why = f"HTTP {response.status}" if response is not None and error is None \
+            else _one_line(error) if error is not None else "retry"
+        log.info("%s%s: %s, retry %d", host, url or "", why, len(new.history))
+        return new
+
+
 @dataclass
 class HttpClient:
     """One ``requests.Session`` with timeouts and retries, shared by every download of a run.
 
-    Retried: connection errors, timeouts, bodies shorter than their ``Content-Length`` and the
-    statuses in :data:`RETRY_STATUS`. The wait before retry ``k`` (from 0) is the server's
-    ``Retry-After`` (seconds or an HTTP date, capped at ``max_retry_after``) when it sent one,
-    else ``backoff * 2**k`` (capped at ``max_backoff``) plus up to 10 % jitter.
+    Retries are urllib3's (:class:`urllib3.util.Retry` on the session's ``HTTPAdapter``):
+    connection errors, timeouts and the statuses in :data:`RETRY_STATUS`, with the wait before
+    retry ``k`` (from 0) the server's ``Retry-After`` (seconds or an HTTP date, capped at
+    ``max_retry_after``) when it sent one, else ``backoff * 2**k`` (capped at ``max_backoff``)
+    plus up to 10 % jitter. A body that breaks off or is shorter than its ``Content-Length``
+    (which urllib3 cannot retry: the body is read after it returned) is fetched again here, with
+    the same waits.
 
     Parameters
     ----------
@@ -156,9 +197,20 @@ class HttpClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         adapter = HTTPAdapter(pool_connections=8, pool_maxsize=max(self.workers, 1),
-                              max_retries=0)
+                              max_retries=self.make_retry())
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+
+    def make_retry(self) -> Retry:
+        """The urllib3 retry policy of the session (see the class docstring)."""
+        retry = _Retry(total=self.retries, connect=self.retries, read=self.retries,
+                       status=self.retries, other=self.retries, redirect=False,
+                       allowed_methods=frozenset({"GET", "HEAD"}),
+                       status_forcelist=RETRY_STATUS, backoff_factor=self.backoff,
+                       backoff_max=self.max_backoff, respect_retry_after_header=True,
+                       raise_on_status=False, raise_on_redirect=False)
+        retry.max_retry_after = self.max_retry_after
+        return retry
 
     def close(self) -> None:
         """Close the session's connections."""
@@ -219,35 +271,37 @@ class HttpClient:
 
     def _request(self, url: str, sink: Callable[[requests.Response], None],
                  restart: Callable[[], None]) -> None:
-        """GET ``url`` with retries: ``restart()`` before each try, ``sink(r)`` reads the body."""
+        """GET ``url`` (urllib3 retries the request); ``sink(r)`` reads the body, and a body
+        that breaks off is fetched again, ``restart()`` first."""
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             restart()
             self._throttle(url)
             try:
-                with self.session.get(url, timeout=self.timeout, stream=True) as r:
-                    if r.status_code in RETRY_STATUS and not last:
-                        wait = self._wait(attempt, r.headers.get("Retry-After"))
-                        log.info("%s: HTTP %d, retry %d in %.2f s", url, r.status_code,
-                                 attempt + 1, wait)
-                        time.sleep(wait)
-                        continue
-                    if r.status_code == 404:
-                        raise FetchError(f"{url}: not found (HTTP 404)", 404)
-                    if r.status_code >= 400:
-                        raise FetchError(f"{url}: HTTP {r.status_code}"
-                                         + (f" after {attempt} retries" if attempt else ""),
-                                         r.status_code)
+                r = self.session.get(url, timeout=self.timeout, stream=True)
+            except (requests.ConnectionError, requests.Timeout) as exc:  # urllib3 gave up
+                raise FetchError(f"{url}: {_one_line(exc)} (after {self.retries} retries)") \
+                    from None
+            with r:
+                if r.status_code == 404:
+                    raise FetchError(f"{url}: not found (HTTP 404)", 404)
+                if r.status_code >= 400:
+                    done = _retries_done(r)
+                    raise FetchError(f"{url}: HTTP {r.status_code}"
+                                     + (f" after {done} retries" if done else ""), r.status_code)
+                try:
                     sink(r)
                     _check_length(r, url)
                     return
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError, _Truncated) as exc:
-                if last:
-                    raise FetchError(f"{url}: {_one_line(exc)} (after {attempt} retries)") from None
-                wait = self._wait(attempt, None)
-                log.info("%s: %s, retry %d in %.2f s", url, _one_line(exc), attempt + 1, wait)
-                time.sleep(wait)
+                except (requests.ConnectionError, requests.Timeout,
+                        requests.exceptions.ChunkedEncodingError, _Truncated) as exc:
+                    if last:
+                        raise FetchError(f"{url}: {_one_line(exc)} (after {attempt} retries)") \
+                            from None
+                    wait = self._wait(attempt, None)
+                    log.info("%s: %s, retry %d in %.2f s", url, _one_line(exc), attempt + 1,
+                             wait)
+            time.sleep(wait)
 
     def _throttle(self, url: str) -> None:
         """Sleep until this host may get another request (at most ``rate`` a second)."""
@@ -271,6 +325,12 @@ class HttpClient:
 
 class _Truncated(OSError):
     """The body was shorter than its Content-Length."""
+
+
+def _retries_done(response: requests.Response) -> int:
+    """How many times urllib3 retried the request that gave ``response``."""
+    retries = getattr(response.raw, "retries", None)
+    return len(retries.history) if retries is not None else 0
 
 
 def part_path(dest: Path) -> Path:

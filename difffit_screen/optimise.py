@@ -36,12 +36,11 @@ from .maps import DensityMap
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """Return the torch device for ``"auto"`` (CUDA if present, else CPU), ``"cpu"``, ``"cuda"``."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    return torch.device(device)
+    """Return the torch device for ``"auto"``, ``"cpu"``, ``"cuda"`` (see
+    :func:`difffit_screen.devices.resolve_device`: CUDA asked for and absent is an error)."""
+    from .devices import resolve_device as resolve
+
+    return resolve(device)
 
 
 class VolumeSampler:

@@ -12,7 +12,9 @@ Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpe
 ``bucket-manifest``
     cut the rows of one bucket out of the library manifest for ``difffit-screen pack``;
 ``top-hits``
-    write the first ranks of ``ranking.parquet`` as TSV for Snakemake's HTML report.
+    write the first ranks of ``ranking.parquet`` as TSV;
+``ranking-html``
+    write the first ranks as an HTML table (the ranking in ``snakemake --report``).
 
 Incremental screens
 -------------------
@@ -33,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+import shlex
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -80,6 +83,77 @@ def check_config(config: Mapping[str, Any]) -> None:
     if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
         raise ConfigError("config key 'shards': give 'shards.count' or "
                           "'shards.candidates_per_shard', not both")
+
+
+def config_error_from(exc: BaseException) -> ConfigError:
+    """One line naming the key, from the error of Snakemake's ``validate`` (no schema dump).
+
+    ``snakemake.utils.validate`` raises a ``WorkflowError`` while handling the ``jsonschema``
+    error (its ``__context__``), whose text repeats the schema part that failed (tens of
+    lines).
+    """
+    chain = [*getattr(exc, "args", ()), exc.__cause__, exc.__context__]
+    found = [a for a in chain if hasattr(a, "absolute_path")]
+    if not found:
+        text = str(exc).strip().splitlines()
+        return ConfigError(f"config: {text[0] if text else type(exc).__name__}")
+    err = found[0]
+    try:  # the most relevant of nested errors (anyOf, ...), as jsonschema ranks them
+        from jsonschema.exceptions import best_match
+
+        err = best_match([err, *getattr(err, "context", ())]) or err
+    except ImportError:  # pragma: no cover - jsonschema comes with snakemake
+        pass
+    key = ".".join(str(p) for p in err.absolute_path)
+    return ConfigError(f"config key '{key or '(top level)'}': {err.message}")
+
+
+CONDA_ENV_FILE = ".snakemake/difffit_screen/conda_env.yaml"
+"""Where :func:`write_conda_env` puts the rules' conda env file (in the working folder)."""
+
+
+def write_conda_env(path: str | os.PathLike = CONDA_ENV_FILE,
+                    source: str | os.PathLike | None = None) -> str:
+    """Write the rules' conda env file (used with ``snakemake --sdm conda``); return its path.
+
+    The env installs this package with pip from the absolute path of its source tree (the
+    folder of ``pyproject.toml`` above the package), so it works from any working folder: a
+    relative pip path in a fixed env file would be taken from the copy Snakemake makes of it.
+    The file is rewritten only when its text changes (Snakemake keys envs by their content).
+    """
+    src = Path(source) if source else Path(__file__).resolve().parents[1]
+    target = str(src) if (src / "pyproject.toml").is_file() else "difffit-screen"
+    text = ("# Written by difffit_screen.workflow_helpers.write_conda_env (do not edit): the\n"
+            "# software of every rule with `snakemake --sdm conda`.\n"
+            "channels:\n  - conda-forge\n  - nodefaults\ndependencies:\n"
+            "  - python =3.11\n  - pip\n  - pip:\n"
+            f"      - {json.dumps(target)}\n")
+    out = Path(path).resolve()
+    if not out.is_file() or out.read_text() != text:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f"{out.name}.{os.getpid()}.part")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+    return str(out)
+
+
+def job_device(config: Mapping[str, Any], gpus: int | str | None, on_cluster: bool) -> str:
+    """``--device`` of a fit or composite job.
+
+    ``fit.device`` (``auto``, ``cpu``, ``cuda``), except that a job submitted to a cluster with
+    a GPU (``gpus`` > 0, ``on_cluster``) runs with ``cuda`` when ``fit.device`` is ``auto``: a
+    torch without CUDA then stops the job at once with one line, instead of fitting for hours
+    on the CPU of a GPU node. Locally the ``gpu`` resource only keeps fits one at a time, so
+    ``auto`` stays ``auto`` (the CPU on a machine without CUDA).
+    """
+    device = str((config.get("fit") or {}).get("device") or "auto")
+    try:
+        n = int(gpus or 0)
+    except (TypeError, ValueError):
+        n = 0
+    if device == "auto" and on_cluster and n > 0:
+        return "cuda"
+    return device
 
 
 def resolve_local_files(patterns: Iterable[str]) -> list[str]:
@@ -194,14 +268,18 @@ def pack_options(config: Mapping[str, Any]) -> str:
 def url_options(config: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``--afdb-api URL ...`` options for the configured base URLs among ``keys``."""
     urls = config.get("urls") or {}
-    return " ".join(f"--{k.replace('_', '-')} {urls[k]}" for k in keys if urls.get(k))
+    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(urls[k]))}"
+                    for k in keys if urls.get(k))
 
 
 def fit_options(config: Mapping[str, Any]) -> str:
-    """Options of ``difffit-screen fit`` from the ``fit`` section (unset ones keep CLI defaults)."""
+    """Options of ``difffit-screen fit`` from the ``fit`` section (unset ones keep CLI defaults).
+
+    ``--device`` is not among them: it depends on the job (:func:`job_device`).
+    """
     fit = config.get("fit") or {}
     opts = []
-    for key in ("positions", "rotations", "iterations", "atoms", "seed", "device", "models",
+    for key in ("positions", "rotations", "iterations", "atoms", "seed", "models",
                 "deepen_hits", "map_kind"):
         if fit.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", str(fit[key])]
@@ -243,8 +321,9 @@ def composite_subunits(config: Mapping[str, Any]) -> list[str]:
 def composite_options(config: Mapping[str, Any]) -> str:
     """Options of ``difffit-screen composite`` from the ``composite`` and ``map`` sections.
 
-    The map's ``threshold`` / ``resolution`` and ``fit.device`` are the screen's; ``copies``
-    ``{NAME: K}`` becomes ``--copies NAME=K ...``; unset keys keep the command's defaults.
+    The map's ``threshold`` / ``resolution`` are the screen's (``--device`` comes from
+    :func:`job_device`); ``copies`` ``{NAME: K}`` becomes ``--copies NAME=K ...``; unset keys
+    keep the command's defaults.
     """
     comp = config.get("composite") or {}
     opts = []
@@ -256,13 +335,10 @@ def composite_options(config: Mapping[str, Any]) -> str:
                 "clusters", "seed"):
         if comp.get(key) is not None:
             opts += [f"--{key.replace('_', '-')}", str(comp[key])]
-    device = (config.get("fit") or {}).get("device")
-    if device:  # the job's GPU request follows fit.device (get_fit_gpus)
-        opts += ["--device", str(device)]
     copies = comp.get("copies") or {}
     if copies:
         opts.append("--copies")
-        opts += [f"{name}={int(k)}" for name, k in sorted(copies.items())]
+        opts += [shlex.quote(f"{name}={int(k)}") for name, k in sorted(copies.items())]
     if comp.get("extra"):
         opts.append(str(comp["extra"]))
     return " ".join(opts)
@@ -453,6 +529,50 @@ def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 
     return len(rows)
 
 
+RANKING_HTML_ROWS = 1000
+"""Most rows of the ranking table in ``snakemake --report`` (the Parquet file has them all)."""
+
+
+def write_ranking_html(ranking: str | os.PathLike, out: str | os.PathLike,
+                       n: int = RANKING_HTML_ROWS) -> int:
+    """Write the first ``n`` ranks as a self-contained HTML table; returns the rows written.
+
+    Snakemake's report shows an HTML result in place, while a Parquet or TSV file is only
+    offered as text; this is the ranking as the report shows it.
+    """
+    import html
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ranking)
+    cols = [c for c in TOP_HIT_COLUMNS if c in table.column_names]
+    rows = table.select(cols).slice(0, n).to_pylist()
+
+    def cell(v: Any) -> str:
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return html.escape(str(v))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "\n".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>"
+                     for r in rows)
+    note = (f"first {len(rows)} of {table.num_rows} candidates; all of them are in "
+            "results/ranking.parquet" if table.num_rows > len(rows)
+            else f"all {table.num_rows} candidates")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Ranking</title><style>"
+        "body{font-family:sans-serif;font-size:13px}table{border-collapse:collapse}"
+        "th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+        "th{background:#eee;position:sticky;top:0}</style></head><body>"
+        f"<p>Ranking of the screen, best first ({note}).</p>"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
+        "</body></html>\n")
+    return len(rows)
+
+
 # --- command line (the rules' glue steps) ------------------------------------------------
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -475,6 +595,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--ranking", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=25)
+    s = sub.add_parser("ranking-html", help="first ranks as an HTML table")
+    s.add_argument("--ranking", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("-n", type=int, default=RANKING_HTML_ROWS)
     args = p.parse_args(argv)
     if args.cmd == "write-spec":
         write_spec(args.spec, args.out)
@@ -487,6 +611,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.bucket}: {n} manifest rows", file=sys.stderr)
     elif args.cmd == "top-hits":
         write_top_hits(args.ranking, args.out, args.n)
+    elif args.cmd == "ranking-html":
+        write_ranking_html(args.ranking, args.out, args.n)
     return 0
 
 

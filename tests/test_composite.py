@@ -169,8 +169,9 @@ def test_workflow_options(tmp_path):
                          "copies": {"b": 2, "a": 1}, "clash_fraction": 0.2, "seed": 3}}
     assert wh.composite_subunits(cfg) == [str(tmp_path / "a.pdb"), str(tmp_path / "b.pdb")]
     opts = wh.composite_options(cfg)
-    assert opts == ("--threshold 0.5 --clash-fraction 0.2 --seed 3 --device cpu "
-                    "--copies a=1 b=2")
+    # --device is the job's (workflow_helpers.job_device), not an option of the config
+    assert opts == "--threshold 0.5 --clash-fraction 0.2 --seed 3 --copies a=1 b=2"
+    assert wh.job_device(cfg, 0, on_cluster=True) == "cpu"
     assert "results/composite/assembly.cif" in wh.composite_targets(cfg)
     assert wh.composite_targets({"composite": {"enabled": False}}) == []
     # the options parse: subunit files first, then the options (--copies takes several values)

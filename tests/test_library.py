@@ -415,3 +415,32 @@ def test_check_map_file_rejects_non_maps(tmp_path):
     bad.write_bytes(np.zeros(100, np.uint8).tobytes())
     with pytest.raises(InputError):
         lib.check_map_file(bad)
+
+
+def test_retries_are_urllib3s_retry_on_the_session_adapter(client):
+    from urllib3.util import Retry
+
+    policy = client.session.get_adapter("https://example.org").max_retries
+    assert isinstance(policy, Retry)
+    assert policy.total == 3 and set(policy.status_forcelist) == lib.RETRY_STATUS
+    assert policy.respect_retry_after_header and not policy.raise_on_status
+    # the documented waits: backoff * 2**k before retry k, within 10 % jitter, capped
+    waits = []
+    for _ in range(3):
+        policy = policy.new(history=(*policy.history, None))
+        waits.append(policy.get_backoff_time())
+    assert [round(w / 0.01) for w in waits] == [1, 2, 4]
+    assert all(0.01 * 2**k <= w <= 0.011 * 2**k for k, w in enumerate(waits))
+
+
+def test_connection_refused_is_retried_then_a_failure():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    c = lib.HttpClient(retries=2, timeout=2, backoff=0.05, rate=0)
+    start = time.monotonic()
+    with pytest.raises(lib.FetchError, match="after 2 retries"):
+        c.get_bytes(f"http://127.0.0.1:{port}/x")
+    assert time.monotonic() - start >= 0.05 + 0.1  # two backoffs: 0.05 s, then 0.1 s

@@ -10,11 +10,13 @@ a minute on 2 cores.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pyarrow as pa
@@ -49,10 +51,15 @@ def snakemake_env(extra_path: Path | None = None) -> dict[str, str]:
 
 
 def run_snakemake(workdir: Path, configfile: Path | None, *args: str, check: bool = True,
-                  env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run the workflow in ``workdir``; returns the completed process (stdout+stderr merged)."""
+                  env: dict | None = None, timeout: float = 600,
+                  workflow_profile: str | None = "none") -> subprocess.CompletedProcess:
+    """Run the workflow in ``workdir``; returns the completed process (stdout+stderr merged).
+
+    ``workflow_profile`` None uses the workflow's own (workflow/profiles/default).
+    """
+    wp = ["--workflow-profile", workflow_profile] if workflow_profile else []
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE),
-           "--directory", str(workdir), "--cores", "2", "--workflow-profile", "none", *args,
+           "--directory", str(workdir), "--cores", "2", *wp, *args,
            "--set-threads", "fit_shard=1"]  # last: it takes several values
     if configfile is not None:
         cmd[3:3] = ["--configfile", str(configfile)]
@@ -182,8 +189,12 @@ def test_config_helpers(tmp_path):
     bulk = {**config, "library": {**config["library"], "afdb": {"proteome_tar": "UP1_2_X_v6"}}}
     wh.check_config(bulk)
     assert wh.library_spec(bulk)["afdb"]["proteome_tar"] == "UP1_2_X_v6"
-    assert wh.fit_options(config) == ("--positions 3 --atoms ca --seed 1 --device auto "
-                                      "--deepen-hits 0 --models 0")
+    assert wh.fit_options(config) == "--positions 3 --atoms ca --seed 1 --deepen-hits 0 --models 0"
+    # --device follows the job: cuda for a cluster job given a GPU, fit.device otherwise
+    assert wh.job_device(config, 1, on_cluster=True) == "cuda"
+    assert wh.job_device(config, 1, on_cluster=False) == "auto"
+    assert wh.job_device(config, 0, on_cluster=True) == "auto"
+    assert wh.job_device({"fit": {"device": "cpu"}}, 1, on_cluster=True) == "cpu"
     assert wh.library_name(config).startswith("lib-")
     assert wh.library_dir({**config, "library": {**config["library"], "name": "x"}}) == \
         "resources/library/x"
@@ -208,7 +219,8 @@ def test_write_top_hits(tmp_path):
 # --- lint, validation, profiles (no jobs run) -------------------------------------------------
 
 def test_lint_is_clean():
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint"], cwd=REPO, text=True,
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile",
+                           "config/demo.yaml"], cwd=REPO, text=True,
                           env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert proc.returncode == 0, proc.stdout
     assert "Congratulations" in proc.stdout
@@ -237,13 +249,15 @@ def test_bad_config_stops_before_any_job(tmp_path, override, named):
 def test_profiles_dry_run(tmp_path, profile):
     lib = make_library(tmp_path)
     cfg = write_config(tmp_path / "config.yaml", lib, urls={"afdb_api": "http://127.0.0.1:9"})
-    proc = run_snakemake(tmp_path, cfg, "-n", "--profile", str(REPO / "profiles" / profile))
+    proc = run_snakemake(tmp_path, cfg, "-n", "--profile", str(REPO / "profiles" / profile),
+                         workflow_profile=None)
     out = proc.stdout
+    assert "workflow specific profile" in out and "workflow/profiles/default" in out
     n = 8 if profile == "slurm" else 2  # the slurm profile sets set-scatter shard: 8
     assert len(jobs_run(out, "fit_shard")) == n, out[-3000:]
     assert "gpu=1" in out
-    if profile == "slurm":
-        assert "slurm_partition=gpu" in out and "cpus_per_gpu=8" in out
+    assert "cpus_per_gpu=8" in out and "runtime=240" in out  # the workflow profile's
+    assert "slurm_partition" not in out  # partitions.yaml picks them at submission
     assert not (tmp_path / "results").exists()
 
 
@@ -399,3 +413,113 @@ def test_demo_config_ranks_the_pacrg_paralogs_first(tmp_path):
     assert (ranking["qvalue"].head(2) < 1e-6).all()
     assert (ranking["qvalue"].iloc[2:] > 0.05).all()
     assert (tmp_path / "results" / "report" / "index.html").is_file()
+
+
+# --- config without leaks, one-line errors ------------------------------------------------------
+
+def test_shipped_config_is_neutral_and_the_demo_lives_in_demo_yaml():
+    shipped = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert shipped["map"]["path"] is None and shipped["map"]["emdb"] is None
+    assert shipped["map"]["threshold"] is None and shipped["map"]["resolution"] is None
+    assert shipped["library"]["local"] == [] and shipped["library"]["name"] is None
+    assert "demo_library" not in (REPO / "config" / "config.yaml").read_text()
+    demo = yaml.safe_load((REPO / "config" / "demo.yaml").read_text())
+    assert demo["map"]["path"].endswith("density2.mrc") and demo["library"]["name"] == "demo"
+
+
+def test_config_with_only_map_emdb_is_accepted_without_demo_values(tmp_path):
+    """Run in a folder holding the shipped config/config.yaml, as from the repository root."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    lib = make_library(tmp_path, decoys=(), bad=False)
+    cfg = tmp_path / "mine.yaml"
+    cfg.write_text(yaml.safe_dump({"map": {"emdb": "EMD-99999"},
+                                   "library": {"local": [f"{lib}/*.pdb"]}}))
+    proc = run_snakemake(tmp_path, cfg, "-n", "--printshellcmds")
+    assert "fetch_map" in proc.stdout and "--emdb EMD-99999" in proc.stdout
+    assert "--threshold" not in proc.stdout and "tests/data/demo_library" not in proc.stdout
+
+
+def test_missing_map_names_the_key_in_one_line(tmp_path):
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    proc = run_snakemake(tmp_path, None, "-n", check=False)  # the shipped template alone
+    assert proc.returncode != 0
+    assert "config key 'map': give exactly one of 'map.path'" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize(("config", "line"), [
+    ({"mapp": {"path": "m.mrc"}}, "config key '(top level)': Additional properties are not "
+                                  "allowed ('mapp' was unexpected)"),
+    ({"map": {"path": "m.mrc"}, "fit": {"device": "tpu"}}, "config key 'fit.device': 'tpu' is "
+                                                           "not one of"),
+])
+def test_schema_error_is_one_line_without_the_schema(tmp_path, config, line):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(config))
+    proc = run_snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode != 0
+    assert line in proc.stdout, proc.stdout
+    assert "Failed validating" not in proc.stdout and "'description'" not in proc.stdout
+    assert len(proc.stdout.strip().splitlines()) <= 8, proc.stdout
+
+
+def test_conda_env_names_the_source_tree_by_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = Path(wh.write_conda_env())
+    assert path == tmp_path / ".snakemake" / "difffit_screen" / "conda_env.yaml"
+    env = yaml.safe_load(path.read_text())
+    assert env["dependencies"][-1] == {"pip": [str(REPO)]}
+    mtime = path.stat().st_mtime_ns
+    wh.write_conda_env()
+    assert path.stat().st_mtime_ns == mtime  # unchanged text: not rewritten
+
+
+@pytest.mark.slow
+def test_init_local_profile_paths_with_spaces_and_the_snakemake_report(tmp_path):
+    """`difffit-screen init` then `snakemake --profile local`, every path with a space in it;
+    then `snakemake --report report.zip` carries the ranking table and the HTML report."""
+    maps = tmp_path / "maps dir"
+    maps.mkdir()
+    shutil.copy(DEMO / "density2.mrc", maps / "density 2.mrc")
+    lib = make_library(tmp_path / "my lib", decoys=DECOYS[:1], bad=False)
+    init = [sys.executable, "-m", "difffit_screen.cli", "init", "my screen", "--map",
+            "maps dir/density 2.mrc", "--threshold", "0.886", "--resolution", "4",
+            "--library", f"{lib.relative_to(tmp_path)}/*.pdb*", "--shards", "2"]
+    proc = subprocess.run(init, cwd=tmp_path, text=True, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    screen = tmp_path / "my screen"
+    config_path = screen / "config" / "config.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    assert config["map"]["path"] == str(maps / "density 2.mrc")
+    config["fit"].update({k: v for k, v in TINY_FIT.items() if k != "device"})
+    config["fit"]["extra"] = "--refine-top 1 --refine-iterations 10"  # models written
+    config_path.write_text(yaml.safe_dump(config))
+
+    env = snakemake_env()
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "local", "--cores",
+                          "2", "--set-threads", "fit_shard=1"], cwd=screen, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=900)
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert "'" + str(maps / "density 2.mrc") + "'" in run.stdout  # quoted in the command
+    results = screen / "results"
+    ranking = pq.read_table(results / "ranking.parquet").to_pandas()
+    assert set(ranking["candidate"].head(2)) == set(PACRG)
+    # declared outputs: the shards' models, the aggregated run record, the report folder
+    assert sorted(p.name for p in (results / "shards" / "1-of-2" / "models").iterdir())
+    assert "device" in json.loads((results / "run.json").read_text())
+    assert (results / "report" / "index.html").is_file()
+    assert sorted(p.name for p in (results / "benchmarks" / "fit_shard").iterdir()) == \
+        ["1-of-2.tsv", "2-of-2.tsv"]
+    assert "<table>" in (results / "ranking.html").read_text()
+
+    rep = subprocess.run([sys.executable, "-m", "snakemake", "--report", "report.zip"],
+                         cwd=screen, env=env, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, timeout=300)
+    assert rep.returncode == 0, rep.stdout[-3000:]
+    with zipfile.ZipFile(screen / "report.zip") as z:
+        names = z.namelist()
+        table = next(n for n in names if n.endswith("/ranking.html"))
+        assert "<td>I7M" in z.read(table).decode()
+    assert any(n.endswith("/index.html") and "report/data" in n for n in names), names
+    assert any(n.endswith(".cxc") for n in names) and any(n.endswith(".cif") for n in names)

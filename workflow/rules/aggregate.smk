@@ -9,27 +9,26 @@ localrules:
 rule aggregate:
     input:
         fits=gather.shard("results/shards/{scatteritem}/fits.parquet"),
+        runs=gather.shard("results/shards/{scatteritem}/run.json"),
         fit_failures=gather.shard("results/shards/{scatteritem}/failures.parquet"),
         fetch_failures=f"{LIB}/fetch_failures.parquet",
         pack_failures=gather.shard(f"{LIB}/shards/{{scatteritem}}.failures.parquet"),
         buckets=get_buckets(),
     output:
-        ranking=report(
-            "results/ranking.parquet",
-            caption="../report/ranking.rst",
-            category="Results",
-        ),
+        ranking="results/ranking.parquet",
         fits="results/fits.parquet",
         failures="results/failures.parquet",
+        run="results/run.json",
     log:
         "logs/aggregate.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
+        outdir=lambda wildcards, output: os.path.dirname(output.ranking),
         shard_dirs=get_shard_dirs,
     shell:
-        "difffit-screen aggregate --out results {params.shard_dirs}"
-        " --failures {input.fetch_failures} {input.pack_failures} > {log} 2>&1"
+        "difffit-screen aggregate --out {params.outdir:q} {params.shard_dirs:q}"
+        " --failures {input.fetch_failures:q} {input.pack_failures:q} > {log:q} 2>&1"
 
 
 rule top_hits:
@@ -37,17 +36,13 @@ rule top_hits:
         ranking="results/ranking.parquet",
         buckets=get_buckets(),
     output:
-        report(
-            "results/top_hits.tsv",
-            caption="../report/top_hits.rst",
-            category="Results",
-        ),
+        "results/top_hits.tsv",
     log:
         "logs/top_hits.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         n=config["report"]["top"],
     shell:
-        "python -m difffit_screen.workflow_helpers top-hits --ranking {input.ranking}"
-        " -n {params.n} --out {output} > {log} 2>&1"
+        "python -m difffit_screen.workflow_helpers top-hits --ranking {input.ranking:q}"
+        " -n {params.n} --out {output:q} > {log:q} 2>&1"

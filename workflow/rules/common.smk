@@ -1,9 +1,15 @@
 # Config -> file names, shard count and resource callables. All logic lives in the package
 # (difffit_screen.workflow_helpers); this file only binds it to the workflow.
 
+import shlex
+
 from difffit_screen import workflow_helpers as wh
 
 wh.check_config(config)
+
+# the rules' conda env (only used with --sdm conda): pip-installs this package from the
+# absolute path of its source tree, so it works from any working folder
+CONDA_ENV = wh.write_conda_env()
 
 LIB = wh.library_dir(config)
 CACHE = config["library"]["cache"]
@@ -29,7 +35,7 @@ def get_final_output():
         "results/top_hits.tsv",
     ]
     if config["report"]["enabled"]:
-        out.append("results/report/index.html")
+        out += ["results/report", "results/ranking.html"]
     return out
 
 
@@ -52,12 +58,13 @@ def get_map_meta():
 
 def get_meta_option(wildcards, input):
     """The --meta option of prepare-map when the map came from EMDB."""
-    return f"--meta {input.meta}" if input.get("meta") else ""
+    meta = input.get("meta")
+    return f"--meta {shlex.quote(str(meta[0]))}" if meta else ""
 
 
 def get_shard_dirs(wildcards, input):
-    """The shard folders that `difffit-screen aggregate` reads."""
-    return " ".join(wh.shard_dirs(input.fits))
+    """The shard folders that `difffit-screen aggregate` reads (a list: quoted one by one)."""
+    return wh.shard_dirs(input.fits)
 
 
 def get_fit_mem_mb(wildcards, attempt):
@@ -68,3 +75,14 @@ def get_fit_mem_mb(wildcards, attempt):
 def get_fit_gpus(wildcards):
     """One GPU per shard job, none when the config forces the CPU."""
     return 0 if config["fit"]["device"] == "cpu" else 1
+
+
+def get_fit_device(wildcards, resources):
+    """--device of a fit or composite job: cuda for a job submitted to a cluster with a GPU
+    (fit.device auto), so that it never runs on the CPU of a GPU node; else fit.device.
+
+    Submitted: Snakemake runs with a cluster executor (the submitting process), or the job
+    runs inside a SLURM job (the processes that run it on the node use the local executor).
+    """
+    on_cluster = workflow.non_local_exec or bool(os.environ.get("SLURM_JOB_ID"))
+    return wh.job_device(config, resources.get("gpu", 0), on_cluster)

@@ -1,6 +1,6 @@
 # Compositing (optional, `composite.enabled`): place the configured subunits (and copies) into
 # the screen's map in rounds, zeroing fitted density (difffit-screen composite). Independent of
-# the library screen: it needs only the map and the subunit files.
+# the library screen: it needs only the map and the subunit files. A GPU job like fit_shard.
 
 
 rule composite:
@@ -20,18 +20,20 @@ rule composite:
     log:
         "logs/composite.log",
     benchmark:
-        "benchmarks/composite.tsv"
+        "results/benchmarks/composite.tsv"
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         gpu=get_fit_gpus,
         mem_mb=get_fit_mem_mb,
         runtime=240,
     params:
-        outdir=lambda wildcards, output: output.assembly.rpartition("/")[0],
+        outdir=lambda wildcards, output: os.path.dirname(output.assembly),
         meta=get_meta_option,
+        device=get_fit_device,
         options=wh.composite_options(config),
     shell:
-        "OMP_NUM_THREADS={threads} difffit-screen composite --map {input.map}"
-        " --out {params.outdir} {input.subunits} {params.meta} {params.options} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} difffit-screen composite --map {input.map:q}"
+        " --out {params.outdir:q} {input.subunits:q} {params.meta} --device {params.device}"
+        " {params.options} > {log:q} 2>&1"

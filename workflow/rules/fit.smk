@@ -1,4 +1,6 @@
 # One job per shard: the batched fit of all its candidates on one GPU (CPU when there is none).
+# Threads, CPUs per GPU and runtime: the workflow profile (profiles/default); the partition and
+# account: the site profile.
 
 
 rule fit_shard:
@@ -13,20 +15,23 @@ rule fit_shard:
         ranking="results/shards/{scatteritem}/ranking.parquet",
         failures="results/shards/{scatteritem}/failures.parquet",
         run="results/shards/{scatteritem}/run.json",
+        models=directory("results/shards/{scatteritem}/models"),
     log:
         "logs/fit_shard/{scatteritem}.log",
     benchmark:
-        "benchmarks/fit_shard/{scatteritem}.tsv"
+        "results/benchmarks/fit_shard/{scatteritem}.tsv"
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     threads: 2
     resources:
         gpu=get_fit_gpus,
         mem_mb=get_fit_mem_mb,
         runtime=240,
     params:
-        outdir="results/shards/{scatteritem}",
+        outdir=lambda wildcards, output: os.path.dirname(output.fits),
+        device=get_fit_device,
         options=wh.fit_options(config),
     shell:
-        "OMP_NUM_THREADS={threads} difffit-screen fit --prepared {input.prepared}"
-        " --out {params.outdir} {params.options} {input.shard} > {log} 2>&1"
+        "mkdir -p {output.models:q} && OMP_NUM_THREADS={threads} difffit-screen fit"
+        " --prepared {input.prepared:q} --out {params.outdir:q} --device {params.device}"
+        " {params.options} {input.shard:q} > {log:q} 2>&1"

@@ -15,12 +15,12 @@ rule library_spec:
     log:
         f"{LIB}/logs/library_spec.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         spec=wh.library_spec_json(config),
     shell:
         "python -m difffit_screen.workflow_helpers write-spec --spec {params.spec:q}"
-        " --out {output} > {log} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule fetch_library:
@@ -34,14 +34,14 @@ rule fetch_library:
         f"{LIB}/logs/fetch_library.log",
     retries: 2
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         cache=CACHE,
         urls=wh.url_options(config, wh.FETCH_URL_KEYS),
     shell:
-        "difffit-screen fetch --spec {input.spec} --cache {params.cache}"
-        " --manifest {output.manifest} --failures {output.failures} {params.urls}"
-        " > {log} 2>&1"
+        "difffit-screen fetch --spec {input.spec:q} --cache {params.cache:q}"
+        " --manifest {output.manifest:q} --failures {output.failures:q} {params.urls}"
+        " > {log:q} 2>&1"
 
 
 # A checkpoint, so that after it has run Snakemake re-checks which buckets changed (by
@@ -54,9 +54,10 @@ checkpoint split_library:
     log:
         f"{LIB}/logs/split_library.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     shell:
-        "python -m difffit_screen.workflow_helpers split-library --manifest {input} --out {output} > {log} 2>&1"
+        "python -m difffit_screen.workflow_helpers split-library --manifest {input:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 rule pack_shard:
@@ -70,11 +71,11 @@ rule pack_shard:
     log:
         f"{LIB}/logs/pack_shard/{{scatteritem}}.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         options=wh.pack_options(config),
     shell:
-        "(python -m difffit_screen.workflow_helpers bucket-manifest --manifest {input.manifest} --bucket {input.bucket}"
-        " --out {output.manifest}"
-        " && difffit-screen pack --manifest {output.manifest} --failures {output.failures}"
-        " --out {output.shard} {params.options}) > {log} 2>&1"
+        "(python -m difffit_screen.workflow_helpers bucket-manifest"
+        " --manifest {input.manifest:q} --bucket {input.bucket:q} --out {output.manifest:q}"
+        " && difffit-screen pack --manifest {output.manifest:q} --failures {output.failures:q}"
+        " --out {output.shard:q} {params.options}) > {log:q} 2>&1"

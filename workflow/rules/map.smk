@@ -13,12 +13,12 @@ rule fetch_map:
         "resources/maps/{emdb}/fetch_map.log",
     retries: 2
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         urls=wh.url_options(config, wh.MAP_URL_KEYS),
     shell:
-        "difffit-screen fetch-map --emdb {wildcards.emdb} --out {output.map}"
-        " --meta {output.meta} {params.urls} > {log} 2>&1"
+        "difffit-screen fetch-map --emdb {wildcards.emdb:q} --out {output.map:q}"
+        " --meta {output.meta:q} {params.urls} > {log:q} 2>&1"
 
 
 rule prepare_map:
@@ -26,14 +26,15 @@ rule prepare_map:
         map=MAP,
         meta=get_map_meta(),
     output:
-        PREPARED,
+        prepared=PREPARED,
+        summary=f"{PREPARED}.json",
     log:
         "logs/prepare_map.log",
     conda:
-        "../envs/difffit_screen.yaml"
+        CONDA_ENV
     params:
         meta=get_meta_option,
         options=wh.map_options(config),
     shell:
-        "difffit-screen prepare-map --map {input.map} {params.meta} {params.options}"
-        " --out {output} > {log} 2>&1"
+        "difffit-screen prepare-map --map {input.map:q} {params.meta} {params.options}"
+        " --out {output.prepared:q} > {log:q} 2>&1"
