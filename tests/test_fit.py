@@ -248,3 +248,30 @@ def test_a_candidate_gets_the_same_search_alone_and_in_company():
         assert a["n_starts"] == b["n_starts"] and a["hits"] == b["hits"]
         assert a["score"] == pytest.approx(b["score"], abs=1e-5)
         np.testing.assert_allclose(a["matrix"], b["matrix"], atol=1e-3)
+
+
+def test_ranking_and_significance_do_not_depend_on_the_shards(tmp_path):
+    """The same library fitted as one shard or as three, then aggregated: identical rankings
+    (candidates, ranks, scores, hits, starts, poses) and q-values, computed once over the
+    whole screen."""
+    decoys = sorted((DEMO / "decoys").glob("*.pdb.gz"))[:8]
+    files = [str(DEMO / f"{n}.pdb") for n in PARALOGS] + [str(f) for f in decoys]
+    fast = ["--threshold", "0.886", "--resolution", "4", "--positions", "4", "--rotations",
+            "16", "--iterations", "40", "--refine-iterations", "30", "--models", "0",
+            "--deepen-ratio", "0.8", "--seed", "3"]
+    one, parts = tmp_path / "one", [tmp_path / f"s{i}" for i in range(3)]
+    assert main(["fit", "--map", str(DEMO / "density2.mrc"), "--out", str(one), *fast,
+                 *files]) == 0
+    for i, part in enumerate(parts):
+        assert main(["fit", "--map", str(DEMO / "density2.mrc"), "--out", str(part), *fast,
+                     *files[i::3]]) == 0
+    assert main(["aggregate", "--out", str(tmp_path / "agg"), *map(str, parts)]) == 0
+    a = pq.read_table(one / "ranking.parquet").to_pandas()
+    b = pq.read_table(tmp_path / "agg" / "ranking.parquet").to_pandas()
+    assert (a.n_starts > 4 * 16).any()  # some candidates got the deeper search
+    assert list(a.candidate) == list(b.candidate) and list(a["rank"]) == list(b["rank"])
+    for col in ("hits", "n_starts"):
+        assert list(a[col]) == list(b[col]), col
+    for col in ("score", "zscore", "pvalue", "qvalue"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-5, atol=1e-6, err_msg=col)
+    np.testing.assert_allclose(np.stack(a.matrix), np.stack(b.matrix), atol=1e-3)
