@@ -829,7 +829,7 @@ def problems_rows(results: Results, exports: list[HitExport]) -> list[dict]:
 def render_html(results: Results, null, exports: list[HitExport], view: MapView | None,
                 report_dir: Path, top: int, cxc: Path | None) -> str:
     """Assemble the report page (one self-contained HTML string)."""
-    from .ranking_table import PAGE_SIZE, TABLE_JS, ranking_section_html
+    from .ranking_table import PAGE_SIZE, ranking_section_html, table_script
     from .viewer import viewer_library_html
 
     ranking = results.ranking
@@ -898,7 +898,7 @@ q &lt; {Q_HIT}. Names link to the candidate's AlphaFold DB, RCSB or UniProt page
 <h3>Software (report)</h3>
 {simple_table_html(versions, ["software", "version"], "software")}
 <script>{SORT_JS}</script>
-<script>{TABLE_JS}</script>
+<script>{table_script()}</script>
 {viewer_library_html() if "viewer3d" in hits_html else ""}
 </body></html>
 """

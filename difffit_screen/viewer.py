@@ -111,7 +111,7 @@ def backbone_pdb(xyz: np.ndarray, atom_name: np.ndarray, res_name: np.ndarray,
         x, y, z = xyz[i]
         lines.append(f"ATOM  {n % 100000:5d} {name:4s} {str(res_name[i])[:3]:>3s} "
                      f"{(str(chain[i]) or 'A')[:1]}{int(res_seq[i]) % 10000:4d}    "
-                     f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          {str(element[i]):>2s}")
+                     f"{x:8.3f}{y:8.3f}{z:8.3f}  1.00  0.00          {element[i]!s:>2s}")
     return "\n".join(lines) + "\nEND\n"
 
 
@@ -137,8 +137,9 @@ def hit_payload(data_zyx: np.ndarray, origin: np.ndarray, voxel: np.ndarray,
     Returns
     -------
     dict
-        JSON-able: ``map`` (base64 of the gzipped CCP4 map), ``level``, ``pdb``, ``colour``,
-        ``label``, ``stride``, ``n_voxels``.
+        JSON-able: ``map`` (base64 of the gzipped CCP4 map), ``level``, ``pdb``, ``colour``
+        (the model's), ``surface`` (the contour's colour), ``label``, ``stride``,
+        ``n_voxels``.
     """
     origin = np.asarray(origin, float)
     voxel = np.asarray(voxel, float)
@@ -153,56 +154,9 @@ def hit_payload(data_zyx: np.ndarray, origin: np.ndarray, voxel: np.ndarray,
     pdb = backbone_pdb(np.asarray(xyz, float) - corner, atoms.atom_name, atoms.res_name,
                        atoms.res_seq, atoms.chain, atoms.element)
     return {"map": base64.b64encode(packed).decode("ascii"), "level": float(threshold),
-            "pdb": pdb, "colour": colour, "label": label, "stride": stride,
+            "pdb": pdb, "colour": colour, "surface": SURFACE_COLOUR, "label": label,
+            "stride": stride,
             "n_voxels": int(sub.size)}
-
-
-VIEWER_JS = """
-(function () {
-  var views = window.difffitViewers = {};
-  function show(el) {
-    if (el.getAttribute('data-state')) { return; }
-    el.setAttribute('data-state', 'loading');
-    var payload = JSON.parse(document.getElementById(el.getAttribute('data-payload')).textContent);
-    if (typeof $3Dmol === 'undefined') {
-      el.textContent = '3D view unavailable: the viewer library did not load.';
-      el.setAttribute('data-state', 'error'); return;
-    }
-    try {
-      var viewer = $3Dmol.createViewer(el, {backgroundColor: 'white', antialias: true});
-      if (!viewer) { throw new Error('WebGL is not available in this browser'); }
-      var model = viewer.addModel(payload.pdb, 'pdb');
-      viewer.setStyle({}, {cartoon: {color: payload.colour}});
-      var volume = new $3Dmol.VolumeData(payload.map, 'ccp4.gz');
-      var surface = viewer.addIsosurface(volume, {isoval: payload.level, color: '%SURFACE%',
-                                                  opacity: 0.45, smoothness: 1});
-      viewer.zoomTo();
-      viewer.render();
-      views[el.getAttribute('data-rank')] = {viewer: viewer, atoms: model.selectedAtoms({}).length,
-                                             surface: surface, level: payload.level};
-      el.setAttribute('data-state', 'ready');
-    } catch (err) {
-      el.textContent = '3D view unavailable: ' + err.message;
-      el.setAttribute('data-state', 'error');
-    }
-  }
-  var els = document.querySelectorAll('.viewer3d');
-  if ('IntersectionObserver' in window) {
-    var observer = new IntersectionObserver(function (entries) {
-      entries.forEach(function (e) { if (e.isIntersecting) { observer.unobserve(e.target); show(e.target); } });
-    }, {rootMargin: '200px'});
-    els.forEach(function (el) { observer.observe(el); });
-  } else {
-    els.forEach(show);
-  }
-  document.querySelectorAll('button.viewer-reset').forEach(function (b) {
-    b.addEventListener('click', function () {
-      var v = views[b.getAttribute('data-rank')];
-      if (v) { v.viewer.zoomTo(); v.viewer.render(); }
-    });
-  });
-})();
-""".replace("%SURFACE%", SURFACE_COLOUR)
 
 
 def viewer_html(rank: int, payload: dict) -> str:
@@ -221,4 +175,11 @@ def viewer_library_html() -> str:
     """The inlined viewer library (once per page) and the code that starts the viewers."""
     return (f"<script>/* {VIEWER_NAME} {VIEWER_VERSION}, {VIEWER_LICENSE}, "
             f"https://3dmol.org (vendored, see difffit_screen/vendor/) */\n{viewer_script()}"
-            f"</script>\n<script>{VIEWER_JS}</script>")
+            f"</script>\n<script>{start_script()}</script>")
+
+
+@cache
+def start_script() -> str:
+    """The code that starts each hit's viewer when it scrolls into view
+    (``difffit_screen/web/viewer.js``)."""
+    return resources.files("difffit_screen").joinpath("web", "viewer.js").read_text()
