@@ -39,7 +39,7 @@ MAX_VOXELS = 64**3
 """Most voxels of one hit's map in the page (strided above it)."""
 MAX_MODEL_ATOMS = 20000
 """Most atoms of one hit's model in the page (backbone first; strided above it)."""
-SURFACE_COLOUR = "#5b7fa6"
+SURFACE_COLOUR = "#3f6fb0"
 BACKBONE = ("N", "CA", "C", "O", "P", "O5'", "C5'", "C4'", "C3'", "O3'")
 
 

@@ -15,7 +15,7 @@
       viewer.setStyle({}, {cartoon: {color: payload.colour}});
       var volume = new $3Dmol.VolumeData(payload.map, 'ccp4.gz');
       var surface = viewer.addIsosurface(volume, {isoval: payload.level, color: payload.surface,
-                                                  opacity: 0.45, smoothness: 1});
+                                                  opacity: 0.55, smoothness: 1});
       viewer.zoomTo();
       viewer.render();
       views[el.getAttribute('data-rank')] = {viewer: viewer, atoms: model.selectedAtoms({}).length,
