@@ -371,6 +371,24 @@ def test_fit_then_report_end_to_end(tmp_path):
     index = out / "report" / "index.html"
     names = [r[1] for r in parse(index).tables["ranking"][1:]]
     assert sorted(names) == sorted(["I7MLV6_D3", "I7M317_D1", decoy.name.split(".")[0]])
+    # the paralogs are named from their AlphaFold headers, in the ranking and in the report
+    import pyarrow.parquet as pq
+
+    ranking = {r["candidate"]: r for r in pq.read_table(out / "ranking.parquet").to_pylist()}
+    for name, acc in (("I7MLV6_D3", "I7MLV6"), ("I7M317_D1", "I7M317")):
+        row = ranking[name]
+        assert row["name"].lower() == "parkin co-regulated protein"
+        assert row["organism"].lower() == "tetrahymena thermophila (strain sb210)"
+        assert row["taxid"] == 312017
+        assert row["url"] == f"https://alphafold.ebi.ac.uk/entry/{acc}"
+    table = {r[1]: r for r in parse(index).tables["ranking"][1:]}
+    assert table["I7MLV6_D3"][2].lower() == "parkin co-regulated protein"
+    page = index.read_text()
+    assert 'href="https://alphafold.ebi.ac.uk/entry/I7M317"' in page
+    (fitted,) = (out / "report" / "models").glob("rank*_I7M317_D1.cif")
+    meta = read_structure(fitted).meta  # the fitted model's mmCIF header names it
+    assert (meta["name"], meta["taxid"], meta["uniprot"]) == ("PARKIN CO-REGULATED PROTEIN",
+                                                             312017, "I7M317")
     cxc = (out / "report" / "top_hits.cxc").read_text()
     assert f"volume #1 level {THRESHOLD:g}" in cxc
     opened = re.findall(r"^open (\S+)$", cxc, flags=re.M)

@@ -1,4 +1,5 @@
-# The HTML report of a screen: ranking, plots, top-hit models and a ChimeraX .cxc.
+# The HTML report of a screen: top hits (names, 3D views, pictures), ranking, plots, top-hit
+# models and a ChimeraX .cxc; the top hits' pictures also go to Snakemake's report.
 
 
 localrules:
@@ -17,6 +18,12 @@ rule html_report:
             "results/report/index.html",
             caption="../report/report.rst",
             category="Report",
+        ),
+        hits=report(
+            directory("results/report/hits"),
+            patterns=["{hit}.png"],
+            caption="../report/top_hit_pictures.rst",
+            category="Top hits",
         ),
     log:
         "logs/report.log",
