@@ -128,7 +128,8 @@
       a.download = 'ranking_shown.tsv';
       document.body.appendChild(a); a.click(); a.remove();
     });
-    table.setAttribute('data-ready', '1');
     draw();
+    window.difffitTableReadyMs = performance.now();
+    table.setAttribute('data-ready', '1');
   }
 })();
