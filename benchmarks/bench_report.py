@@ -33,7 +33,6 @@ import numpy as np
 from difffit_screen import __version__
 from difffit_screen.annotations import row_annotation
 from difffit_screen.report import write_report
-from difffit_screen.significance import add_significance
 from difffit_screen.structures import apply_matrix, read_structure
 from difffit_screen.tables import FITS_SCHEMA, rank_candidates, table_from_rows, write_table
 
@@ -83,6 +82,24 @@ def synthetic_rows(n: int, rng: np.random.Generator) -> list[dict]:
                      "url": f"https://alphafold.ebi.ac.uk/entry/SYN{i:07d}",
                      "source": "", "seed": 0})
     return rows
+
+
+def with_synthetic_significance(ranking):
+    """z, p and q from the synthetic scores' own normal (``add_significance`` fits its size
+    trend with an all-pairs Theil-Sen, quadratic in memory: 75 GB at 100,000 rows)."""
+    import pyarrow as pa
+    from scipy.special import ndtr
+
+    from difffit_screen.significance import adjust_bh
+
+    score = np.array([np.nan if v is None else v for v in ranking.column("score").to_pylist()])
+    z = (score - 0.1) / 0.05
+    p = 1.0 - ndtr(z)
+    q = adjust_bh(p)
+    for name, values in (("zscore", z), ("pvalue", p), ("qvalue", q)):
+        i = ranking.column_names.index(name)
+        ranking = ranking.set_column(i, ranking.schema.field(name), pa.array(values))
+    return ranking
 
 
 def real_row(name: str, path: Path, atoms, matrix: np.ndarray, score: float) -> dict:
@@ -164,6 +181,11 @@ def time_in_chromium(index: Path, browser: str) -> dict:
         tools.wait_for(f"{status}.includes('filtered')")
         t_search = time.perf_counter() - t1 - 0.12  # minus the input debounce
         found = tools.evaluate(status)
+        t1 = time.perf_counter()
+        tools.evaluate("(() => { const e = document.getElementById('ranking-search');"
+                       " e.value = 'tubulin 7'; e.dispatchEvent(new Event('input')); })()")
+        tools.wait_for(f"{status}.includes('filtered') && !{status}.includes('of 385 ')")
+        t_search2 = time.perf_counter() - t1 - 0.12
         tools.evaluate("(() => { const e = document.getElementById('ranking-search');"
                        " e.value = ''; e.dispatchEvent(new Event('input')); })()")
         tools.wait_for(f"!{status}.includes('filtered')")
@@ -178,6 +200,8 @@ def time_in_chromium(index: Path, browser: str) -> dict:
         viewer = tools.wait_for("['ready', 'error'].includes(document.getElementById('viewer-1')"
                                 ".getAttribute('data-state')) && document.getElementById("
                                 "'viewer-1').getAttribute('data-state')")
+        viewer_ms = tools.evaluate("window.difffitViewers['1'] && "
+                                   "window.difffitViewers['1'].readyMs")
         shot = tools.call("Page.captureScreenshot", format="png")
         (RESULTS / "report_bench_screenshot.png").write_bytes(base64.b64decode(shot["data"]))
         tools.ws.close()
@@ -188,6 +212,7 @@ def time_in_chromium(index: Path, browser: str) -> dict:
     return {"browser": version, "load_s": round(t_load, 3), "table_ready_s": round(t_table, 3),
             "in_page_load_ms": in_page["load"], "in_page_table_ready_ms": in_page["table"],
             "search_s": round(max(t_search, 0.0), 3), "search_status": found,
+            "search_again_s": round(max(t_search2, 0.0), 3), "viewer_1_ready_ms": viewer_ms,
             "sort_s": round(t_sort, 3), "js_heap_bytes": heap, "viewer_1": viewer}
 
 
@@ -203,7 +228,7 @@ def main() -> int:
     t0 = time.perf_counter()
     fits = table_from_rows(synthetic_rows(args.rows, rng), FITS_SCHEMA)
     write_table(fits, folder / "fits.parquet")
-    ranking = add_significance(rank_candidates(fits))
+    ranking = with_synthetic_significance(rank_candidates(fits))
     write_table(ranking, folder / "ranking.parquet")
     t_tables = time.perf_counter() - t0
     t0 = time.perf_counter()
@@ -267,11 +292,13 @@ def render(r: dict) -> str:
             f"(load event at {r['in_page_load_ms']:.0f} ms) |",
             f"| Chromium: table unpacked, first page drawn | **{r['table_ready_s']:.2f} s** "
             f"(at {r['in_page_table_ready_ms']:.0f} ms in the page) |",
-            f"| search over all rows ('kinase 42') | {r['search_s']:.2f} s "
-            f"({r['search_status']}) |",
+            f"| first search over all rows ('kinase 42'; builds the search index) | "
+            f"{r['search_s']:.2f} s ({r['search_status']}) |",
+            f"| next search ('tubulin 7') | {r['search_again_s']:.2f} s |",
             f"| sort all rows by score | {r['sort_s']:.2f} s |",
             f"| JS heap after load | {(r['js_heap_bytes'] or 0) * mb:.0f} MB |",
-            f"| first 3D view | {r['viewer_1']} |",
+            f"| first 3D view (top hit, drawn after the table) | {r['viewer_1']} at "
+            f"{(r['viewer_1_ready_ms'] or 0) / 1000:.1f} s in the page |",
         ]
     lines += ["", "Timings are wall-clock from the DevTools client (they include the protocol's "
               "round trips); the page draws one page of rows (50) whatever the number of rows.",

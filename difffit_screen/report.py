@@ -69,6 +69,11 @@ TRACE_MAX_GAP = 4.5
 SLAB_HALF_WIDTH = 2.0
 """Å either side of a slice within which atoms are drawn on it."""
 
+NULL_SAMPLE = 2000
+"""Most candidates the report's plots fit their null curve to (a seeded random sample above it:
+the null's size trend costs memory quadratic in the rows it is fitted to; the table's z, p and q
+are the ranking's own)."""
+
 MAX_RUN_VALUE = 400
 """Characters of one run.json value shown in the report (longer ones are cut)."""
 
@@ -940,7 +945,7 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
     cxc = write_cxc(report_dir / "top_hits.cxc", exports, map_file,
                     view.threshold if view is not None else None,
                     float(resolution) if isinstance(resolution, int | float) else None)
-    null = fit_null_model(results.ranking)
+    null = fit_null_model(sample_for_null(results.ranking))
     write_ranking_tsv(results.ranking, report_dir / "ranking.tsv")
     page = render_html(results, null, exports, view, report_dir, top, cxc)
     index = report_dir / "index.html"
@@ -948,6 +953,14 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, index)
     return index
+
+
+def sample_for_null(ranking: pa.Table, n: int = NULL_SAMPLE) -> pa.Table:
+    """``ranking`` itself, or a seeded random sample of ``n`` of its rows (in rank order)."""
+    if ranking.num_rows <= n:
+        return ranking
+    rng = np.random.default_rng(0)
+    return ranking.take(pa.array(np.sort(rng.choice(ranking.num_rows, n, replace=False))))
 
 
 def add_report_arguments(p) -> None:

@@ -8,10 +8,15 @@
     note('first rows only: this browser cannot unpack the full table (see ranking.tsv)');
     return;
   }
-  var bytes = Uint8Array.from(atob(holder.textContent.trim()), function (c) { return c.charCodeAt(0); });
+  var text = atob(holder.textContent.trim()), bytes = new Uint8Array(text.length);
+  for (var b = 0; b < text.length; b++) { bytes[b] = text.charCodeAt(b); }
+  text = null;
   var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
-  new Response(stream).text().then(function (text) { start(JSON.parse(text)); })
-    .catch(function (err) { note('cannot read the table: ' + err); });
+  new Response(stream).text().then(function (json) { start(JSON.parse(json)); })
+    .catch(function (err) {
+      note('cannot read the table: ' + err);
+      document.dispatchEvent(new Event('difffit-table-ready'));
+    });
 
   function start(doc) {
     var n = doc.n, cols = {}, names = doc.columns, isText = {};
@@ -22,9 +27,15 @@
         cols[c] = d.codes.map(function (k) { return k < 0 ? null : d.dict[k]; });
       } else { cols[c] = d; }
     });
-    var haystack = new Array(n);
-    for (var i = 0; i < n; i++) {
-      haystack[i] = doc.search.map(function (c) { return cols[c][i] || ''; }).join('\u0001').toLowerCase();
+    var haystack = null;  /* built on the first search */
+    function buildHaystack() {
+      haystack = new Array(n);
+      var search = doc.search.map(function (c) { return cols[c]; });
+      for (var i = 0; i < n; i++) {
+        var parts = [];
+        for (var j = 0; j < search.length; j++) { parts.push(search[j][i] || ''); }
+        haystack[i] = parts.join('\u0001').toLowerCase();
+      }
     }
     var order = new Int32Array(n);
     for (var i = 0; i < n; i++) { order[i] = i; }
@@ -87,6 +98,7 @@
       var base = order;
       if (sortKey !== null) { base = Int32Array.from(order).sort(compare(sortKey)); }
       if (query) {
+        if (haystack === null) { buildHaystack(); }
         var terms = query.split(/\s+/);
         shown = base.filter(function (i) {
           return terms.every(function (t) { return haystack[i].indexOf(t) >= 0; });
@@ -131,5 +143,6 @@
     draw();
     window.difffitTableReadyMs = performance.now();
     table.setAttribute('data-ready', '1');
+    document.dispatchEvent(new Event('difffit-table-ready'));
   }
 })();

@@ -19,7 +19,8 @@
       viewer.zoomTo();
       viewer.render();
       views[el.getAttribute('data-rank')] = {viewer: viewer, atoms: model.selectedAtoms({}).length,
-                                             surface: surface, level: payload.level};
+                                             surface: surface, level: payload.level,
+                                             readyMs: performance.now()};
       el.setAttribute('data-state', 'ready');
     } catch (err) {
       el.textContent = '3D view unavailable: ' + err.message;
@@ -27,13 +28,27 @@
     }
   }
   var els = document.querySelectorAll('.viewer3d');
-  if ('IntersectionObserver' in window) {
-    var observer = new IntersectionObserver(function (entries) {
-      entries.forEach(function (e) { if (e.isIntersecting) { observer.unobserve(e.target); show(e.target); } });
-    }, {rootMargin: '200px'});
-    els.forEach(function (el) { observer.observe(el); });
+  function begin() {
+    if (begin.done) { return; }
+    begin.done = true;
+    if ('IntersectionObserver' in window) {
+      var observer = new IntersectionObserver(function (entries) {
+        entries.forEach(function (e) {
+          if (e.isIntersecting) { observer.unobserve(e.target); show(e.target); }
+        });
+      }, {rootMargin: '200px'});
+      els.forEach(function (el) { observer.observe(el); });
+    } else {
+      els.forEach(show);
+    }
+  }
+  /* the ranking table unpacks first (it is the page's heavy part); viewers start after it */
+  var table = document.getElementById('ranking');
+  if (table && !table.getAttribute('data-ready')) {
+    document.addEventListener('difffit-table-ready', begin);
+    setTimeout(begin, 5000);
   } else {
-    els.forEach(show);
+    begin();
   }
   document.querySelectorAll('button.viewer-reset').forEach(function (b) {
     b.addEventListener('click', function () {
