@@ -302,7 +302,11 @@ def render(r: dict) -> str:
         ]
     lines += ["", "Timings are wall-clock from the DevTools client (they include the protocol's "
               "round trips); the page draws one page of rows (50) whatever the number of rows.",
-              ""]
+              "", "The ranking's z, p and q are the benchmark's own (the synthetic scores' "
+              "normal): `significance.add_significance` fits its size trend with an all-pairs "
+              "Theil-Sen whose memory is quadratic in the candidates (75 GB at 100,000), so "
+              "`aggregate` cannot yet rank a screen this large; the report fits its plots' null "
+              "to a 2,000-row sample for the same reason.", ""]
     return "\n".join(lines)
 
 
