@@ -349,12 +349,23 @@ def export_top_hits(ranking: pa.Table, out_dir: Path, top: int,
             hit.xyz = apply_matrix(atoms.xyz, np.asarray(row["matrix"], float))
             hit.trace = hit.xyz[trace_mask(atoms)]
             hit.atoms = atoms
+            fill_missing_names(hit.row, atoms)
             hit.model_path = path
         except (InputError, OSError, ValueError, RuntimeError) as exc:
             hit.error = str(exc)
             log.warning("report: cannot export %s: %s", row["candidate"], exc)
         exports.append(hit)
     return exports
+
+
+def fill_missing_names(row: dict, atoms: Atoms) -> None:
+    """Give a ranking row without names (a screen fitted before names were carried) those of its
+    candidate's file header or store entry."""
+    from .annotations import row_annotation
+
+    if row.get("name") or row.get("url"):
+        return
+    row.update((k, v) for k, v in row_annotation(atoms.meta).items() if v is not None)
 
 
 def trace_mask(atoms: Atoms) -> np.ndarray:

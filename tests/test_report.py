@@ -34,7 +34,9 @@ from difffit_screen.structures import apply_matrix, read_structure
 from difffit_screen.tables import (
     FAILURES_SCHEMA,
     FITS_SCHEMA,
+    RANKING_SCHEMA,
     rank_candidates,
+    read_table,
     table_from_rows,
     write_table,
 )
@@ -394,6 +396,21 @@ def test_fit_then_report_end_to_end(tmp_path):
     opened = re.findall(r"^open (\S+)$", cxc, flags=re.M)
     assert len(opened) == 4 and all((out / "report" / p).is_file() for p in opened)
     assert index.read_text().count('class="hit-view"') == 3
+
+
+def test_top_hits_of_an_older_screen_get_their_names_from_their_files(tmp_path):
+    """A ranking written before names were carried: the top hits are named from their files."""
+    import pyarrow.parquet as pq
+
+    folder = build_results(tmp_path / "screen")
+    for name in ("ranking", "fits"):
+        table = pq.read_table(folder / f"{name}.parquet")
+        pq.write_table(table.drop_columns(["name", "gene", "organism", "taxid", "url"]),
+                       folder / f"{name}.parquet")
+    hits = export_top_hits(read_table(folder / "ranking.parquet", RANKING_SCHEMA),
+                           tmp_path / "report", top=2)
+    assert [h.row["name"] for h in hits] == ["PARKIN CO-REGULATED PROTEIN"] * 2
+    assert hits[0].row["url"].startswith("https://alphafold.ebi.ac.uk/entry/I7M")
 
 
 def test_report_from_prepared_map(tmp_path):
