@@ -111,8 +111,9 @@ def read_header_annotations(path: str | os.PathLike, block=None) -> dict[str, di
     dict
         ``{chain: annotation}`` (author chain names) and ``""``: the file's default (its first
         polymer entity). Annotations hold :data:`ANNOTATION_KEYS` minus ``entry_url``, plus
-        ``uniprot`` (accession), ``title`` and ``predicted`` (bool). Empty when the header names
-        nothing.
+        ``uniprot`` (accession), ``title`` and ``predicted`` (bool: the title reads
+        ``<AlphaFold|ColabFold|ESMFold ...> PREDICTION FOR <NAME> (<ACC>)`` or the mmCIF has
+        ModelCIF ``_ma_qa_metric``). Empty when the header names nothing.
     """
     if block is not None or is_mmcif_path(path):
         if block is None:
@@ -156,8 +157,8 @@ def _specification_records(lines: list[str], record: str) -> list[dict[str, str]
 def pdb_header_annotations(lines: list[str]) -> dict[str, dict]:
     """Per-chain annotations from PDB header records (see :func:`read_header_annotations`)."""
     title = clean_text(" ".join(ln[10:80].strip() for ln in lines if ln.startswith("TITLE")))
-    predicted = bool(title and _PREDICTED.search(title))
     af = _AF_TITLE.search(title) if title else None
+    predicted = bool(af and _PREDICTED.search(title))  # "<predictor> ... PREDICTION FOR X (ACC)"
     uniprot_by_chain = {}
     for ln in lines:
         fields = ln.split()
@@ -180,7 +181,7 @@ def pdb_header_annotations(lines: list[str]) -> dict[str, dict]:
     if af is not None:
         default = out.setdefault("", {"name": None, "gene": None, "organism": None,
                                       "taxid": None, "uniprot": None, "title": title,
-                                      "predicted": True})
+                                      "predicted": predicted})
         default["name"] = default["name"] or clean_text(af.group("name"))
         if _UNIPROT.fullmatch(af.group("acc")):
             default["uniprot"] = af.group("acc")
@@ -206,7 +207,7 @@ def _loop_rows(block, prefix: str, tags: list[str]) -> list[dict[str, str | None
 def mmcif_annotations(block) -> dict[str, dict]:
     """Per-chain annotations of an mmCIF block (see :func:`read_header_annotations`)."""
     title = clean_text(block.find_value("_struct.title"))
-    predicted = bool(title and _PREDICTED.search(title)) or bool(
+    predicted = bool(title and _AF_TITLE.search(title) and _PREDICTED.search(title)) or bool(
         block.find_loop("_ma_qa_metric.id") or block.find_value("_ma_qa_metric.id"))
     entities: dict[str, dict] = {}
     for row in _loop_rows(block, "_entity.", ["id", "type", "pdbx_description"]):
