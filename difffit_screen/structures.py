@@ -151,7 +151,8 @@ def read_structure_annotated(
     block = None
     try:
         if is_mmcif_path(path):
-            block = gemmi.cif.read(str(path)).sole_block()
+            doc = gemmi.cif.read(str(path))
+            block = doc.sole_block() if len(doc) == 1 else doc[0]
             st = gemmi.make_structure_from_block(block)
             st.merge_chain_parts()
         else:
