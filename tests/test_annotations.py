@@ -77,6 +77,16 @@ def test_pdb_header_chains_and_genes():
     assert ann["B"]["taxid"] == 9606 and ann[""]["name"] == "HEMOGLOBIN SUBUNIT ALPHA"
 
 
+def test_an_experimental_title_naming_alphafold_is_not_a_prediction():
+    lines = ["TITLE     CRYO-EM STRUCTURE OF X DOCKED WITH AN ALPHAFOLD MODEL",
+             "COMPND    MOL_ID: 1;", "COMPND   2 MOLECULE: PROTEIN X;", "COMPND   3 CHAIN: A",
+             "DBREF  9XYZ A    1   100  UNP    P12345   X_HUMAN          1    100"]
+    ann = pdb_header_annotations(lines)["A"]
+    assert not ann["predicted"] and ann["name"] == "PROTEIN X"
+    assert entry_url("local", None, ann["uniprot"], ann["predicted"]) == (
+        "https://www.uniprot.org/uniprotkb/P12345/entry")
+
+
 def test_modelcif_target_reference(tmp_path):
     """AlphaFold DB mmCIF (ModelCIF): names from _entity and _ma_target_ref_db_details."""
     text = """data_AF-P69905-F1
