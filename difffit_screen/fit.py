@@ -45,6 +45,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from . import __version__
+from .annotations import row_annotation
 from .cluster import cluster_poses
 from .devices import describe_device, format_device, label_device
 from .errors import InputError
@@ -325,6 +326,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
             "n_atoms": len(cand.centred), "n_residues": n_res, "seed": params.seed,
             "source": atoms.source, "accession": meta.get("accession"),
             "parent": meta.get("parent"), "residue_ranges": meta.get("residue_ranges"),
+            **row_annotation(meta),
         })
     return out
 

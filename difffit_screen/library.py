@@ -34,7 +34,10 @@ Accessions the archive holds are not fetched again one by one.
 Requests to one host are throttled (``rate``, 10 a second by default). Relative local paths and
 ``accessions_file`` are taken from the working folder.
 
-The manifest (Parquet, :data:`MANIFEST_SCHEMA`) has one row per candidate with the file's sha256;
+The manifest (Parquet, :data:`MANIFEST_SCHEMA`) has one row per candidate with the file's sha256
+and what the services say of it: AFDB models their name, gene, organism and taxon from the
+(cached) prediction API answer and their AFDB entry page, PDB chains their RCSB page (their names
+come from the mmCIF at packing, :mod:`difffit_screen.annotations`);
 whatever could not be fetched (404, truncated, unparsable) is a row of the failures table
 (:data:`~difffit_screen.tables.FAILURES_SCHEMA`, ``stage="fetch"``) and the rest goes on.
 """
@@ -68,6 +71,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from . import __version__
+from .annotations import AFDB_ENTRY, RCSB_ENTRY, annotation_from_prediction
 from .errors import InputError
 from .maps import file_sha256
 from .structures import atoms_from_gemmi, candidate_name, is_structure_file
@@ -104,7 +108,12 @@ MANIFEST_SCHEMA = pa.schema(
      pa.field("sha256", pa.string()),
      pa.field("pae_path", pa.string()),
      pa.field("chain", pa.string()),
-     pa.field("n_bytes", pa.int64())],
+     pa.field("n_bytes", pa.int64()),
+     pa.field("name", pa.string()),
+     pa.field("gene", pa.string()),
+     pa.field("organism", pa.string()),
+     pa.field("taxid", pa.int64()),
+     pa.field("entry_url", pa.string())],
     metadata={"difffit_screen.table": "manifest",
               "difffit_screen.schema_version": SCHEMA_VERSION},
 )
@@ -622,7 +631,8 @@ def _fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str, pae: bool,
             log.warning("%s: PAE not fetched (%s); the model is kept", accession, exc)
     return {"candidate": accession, "source_kind": "afdb", "accession": accession,
             "version": version, "path": str(dest), "url": url, "sha256": sha,
-            "pae_path": pae_path, "chain": None, "n_bytes": n_bytes}
+            "pae_path": pae_path, "chain": None, "n_bytes": n_bytes,
+            **annotation_from_prediction(entry)}
 
 
 def polymer_chains(st: gemmi.Structure, unique: bool = False) -> list[str]:
@@ -658,7 +668,8 @@ def fetch_pdb_entry(entry_id: str, ctx: FetchContext, unique_chains: bool = Fals
     chains = polymer_chains(parse_structure_file(dest), unique_chains)
     return [{"candidate": f"{pdb_id}_{ch}", "source_kind": "pdb", "accession": pdb_id,
              "version": None, "path": str(dest), "url": url, "sha256": sha, "pae_path": None,
-             "chain": ch, "n_bytes": n_bytes} for ch in chains]
+             "chain": ch, "n_bytes": n_bytes, "entry_url": RCSB_ENTRY.format(pdb_id)}
+            for ch in chains]
 
 
 def expand_local(patterns: Iterable[str]) -> tuple[list[Path], list[dict]]:
@@ -731,7 +742,8 @@ def fetch_afdb_archive(name: str, ctx: FetchContext) -> FetchResult:
             result.rows.append({"candidate": candidate, "source_kind": "afdb", "accession": acc,
                                 "version": version, "path": str(dest), "url": source,
                                 "sha256": file_sha256(dest), "pae_path": None, "chain": None,
-                                "n_bytes": dest.stat().st_size})
+                                "n_bytes": dest.stat().st_size,
+                                "entry_url": AFDB_ENTRY.format(acc)})
     log.info("%s.tar: %d models, %d unreadable", name, len(result.rows), len(result.failures))
     return result
 

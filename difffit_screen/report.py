@@ -4,7 +4,12 @@
 ``failures.parquet`` and ``run.json`` (each optional but the ranking) from ``RESULTS_DIR`` and
 writes::
 
-    RESULTS_DIR/report/index.html              one file, images embedded as base64 PNG
+    RESULTS_DIR/report/index.html              one file: the top hits (name, organism, link,
+                                               a 3D view in the density, pictures), then the
+                                               full ranking (paged, searchable, sortable;
+                                               see difffit_screen.ranking_table), plots, runs
+    RESULTS_DIR/report/ranking.tsv             every row of the ranking, for spreadsheets
+    RESULTS_DIR/report/hits/rank<r>_<candidate>.png   each top hit's pictures
     RESULTS_DIR/report/models/rank<r>_<candidate>.cif   top hits, posed in the map frame
     RESULTS_DIR/report/<map file>              the map, hard-linked or copied (so the folder
                                                can be copied elsewhere)
@@ -67,9 +72,9 @@ SLAB_HALF_WIDTH = 2.0
 MAX_RUN_VALUE = 400
 """Characters of one run.json value shown in the report (longer ones are cut)."""
 
-TABLE_COLUMNS = ("rank", "candidate", "score", "hits", "n_starts", "n_clusters", "n_residues",
-                 "n_atoms", "inside_fraction", "mean_density", "fit_ok", "zscore", "pvalue",
-                 "qvalue")
+HITS_DIR = "hits"
+"""Folder of the report holding each top hit's picture as a PNG file (the Snakemake report
+shows them)."""
 
 
 @dataclass
@@ -114,6 +119,7 @@ class HitExport:
     colour: str
     xyz: np.ndarray | None = None
     trace: np.ndarray | None = None
+    atoms: Atoms | None = None
     model_path: Path | None = None
     error: str | None = None
 
@@ -337,12 +343,24 @@ def export_top_hits(ranking: pa.Table, out_dir: Path, top: int,
             write_structure(atoms, path, np.asarray(row["matrix"], float))
             hit.xyz = apply_matrix(atoms.xyz, np.asarray(row["matrix"], float))
             hit.trace = hit.xyz[trace_mask(atoms)]
+            hit.atoms = atoms
+            fill_missing_names(hit.row, atoms)
             hit.model_path = path
         except (InputError, OSError, ValueError, RuntimeError) as exc:
             hit.error = str(exc)
             log.warning("report: cannot export %s: %s", row["candidate"], exc)
         exports.append(hit)
     return exports
+
+
+def fill_missing_names(row: dict, atoms: Atoms) -> None:
+    """Give a ranking row without names (a screen fitted before names were carried) those of its
+    candidate's file header or store entry."""
+    from .annotations import row_annotation
+
+    if row.get("name") or row.get("url"):
+        return
+    row.update((k, v) for k, v in row_annotation(atoms.meta).items() if v is not None)
 
 
 def trace_mask(atoms: Atoms) -> np.ndarray:
@@ -661,10 +679,21 @@ table { border-collapse: collapse; font-size: 0.85em; margin: 0.5em 0; }
 th, td { border: 1px solid #ddd; padding: 2px 6px; text-align: right; white-space: nowrap; }
 #failures td, #run td, #inputs td { white-space: normal; word-break: break-all; }
 td.text, th.text { text-align: left; }
-table.sortable th { cursor: pointer; background: #f0f0f0; user-select: none; }
-table.sortable th[data-order=asc]::after { content: " \\25B2"; }
-table.sortable th[data-order=desc]::after { content: " \\25BC"; }
+table.sortable th, table.paged th { cursor: pointer; background: #f0f0f0; user-select: none; }
+table.sortable th[data-order=asc]::after, table.paged th[data-order=asc]::after {
+  content: " \\25B2"; }
+table.sortable th[data-order=desc]::after, table.paged th[data-order=desc]::after {
+  content: " \\25BC"; }
 tr.hit td { background: #fde8e8; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
+#ranking td:nth-child(3), #ranking td:nth-child(4) { white-space: normal; min-width: 12em; }
+.table-tools { display: flex; flex-wrap: wrap; gap: 0.6em; align-items: center; }
+.hit-card { border-top: 1px solid #ddd; margin-top: 1em; padding-top: 0.4em; }
+.hit-facts { margin: 0.2em 0 0.6em; }
+.viewer3d { width: 100%; max-width: 720px; height: 460px; position: relative;
+  border: 1px solid #ccc; }
+.viewer-note { font-size: 0.8em; color: #555; margin: 0.2em 0 0.8em; }
+@media print { .viewer-box, .table-tools { display: none; } }
 img { max-width: 100%; border: 1px solid #eee; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; vertical-align: middle; }
 .error { color: #a00; } code, pre { font-size: 0.85em; } pre { background: #f7f7f7; padding: 6px; }
@@ -674,52 +703,6 @@ img { max-width: 100%; border: 1px solid #eee; }
 def esc(value) -> str:
     """HTML-escape ``str(value)``."""
     return html.escape(str(value), quote=True)
-
-
-def format_cell(name: str, value) -> tuple[str, str]:
-    """Return ``(text, data-value)`` for one table cell of column ``name``."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "", ""
-    if isinstance(value, bool):
-        return ("yes" if value else "no"), ("1" if value else "0")
-    if name in ("pvalue", "qvalue"):
-        return f"{value:.3g}", repr(float(value))
-    if isinstance(value, float):
-        return f"{value:.4f}" if name != "zscore" else f"{value:.2f}", repr(float(value))
-    return str(value), str(value)
-
-
-def ranking_table_html(ranking: pa.Table, exports: list[HitExport], report_dir: Path) -> str:
-    """The sortable ranking table: every candidate, hits (q < :data:`Q_HIT`) shaded."""
-    by_name = {e.row["candidate"]: e for e in exports}
-    head = "".join(
-        f'<th class="{"text" if c == "candidate" else ""}" title="{esc(FIELD_DOCS.get(c, c))}">'
-        f"{esc(c)}</th>" for c in (*TABLE_COLUMNS, "model"))
-    body = []
-    for row in ranking.to_pylist():
-        cells = []
-        for c in TABLE_COLUMNS:
-            text, value = format_cell(c, row.get(c))
-            cls = ' class="text"' if c == "candidate" else ""
-            cells.append(f'<td{cls} data-value="{esc(value)}">{esc(text)}</td>')
-        cells.append(f'<td class="text">{model_cell(by_name.get(row["candidate"]), report_dir)}'
-                     f"</td>")
-        hit = row.get("qvalue") is not None and row["qvalue"] < Q_HIT
-        tr = '<tr class="hit">' if hit else "<tr>"
-        body.append(f"{tr}{''.join(cells)}</tr>")
-    return (f'<table class="sortable" id="ranking"><thead><tr>{head}</tr></thead>'
-            f"<tbody>{''.join(body)}</tbody></table>")
-
-
-def model_cell(hit: HitExport | None, report_dir: Path) -> str:
-    """Link to an exported model (with its rank colour), the export error, or nothing."""
-    if hit is None:
-        return ""
-    if hit.model_path is None:
-        return '<span class="error">not exported</span>'
-    return (f'<span class="swatch" style="background:{hit.colour}"></span> '
-            f'<a href="{esc(rel_path(hit.model_path, report_dir))}">'
-            f"{esc(hit.model_path.name)}</a>")
 
 
 def simple_table_html(rows: list[dict], columns: list[str], table_id: str) -> str:
@@ -778,26 +761,73 @@ def input_checksums(results: Results, view: MapView | None) -> list[dict]:
             for k, p in files.items()]
 
 
-def hit_section_html(exports: list[HitExport], view: MapView | None) -> tuple[str, int]:
-    """Pictures of each top hit in the density; returns ``(html, number of images)``."""
+def hit_title(row: dict) -> str:
+    """``rank r: candidate (name) (score s, hits h, q = q)`` of a ranking row."""
+    q = "" if row.get("qvalue") is None else f", q = {row['qvalue']:.3g}"
+    name = f" — {row['name']}" if row.get("name") else ""
+    score = "" if row.get("score") is None else format(row["score"], ".4f")
+    return f"rank {row['rank']}: {row['candidate']}{name} (score {score}, hits {row['hits']}{q})"
+
+
+def hit_facts_html(row: dict) -> str:
+    """What the candidate is: name (linked), organism, gene, taxon, domain ranges, source."""
+    facts = []
+    if row.get("name"):
+        name = esc(row["name"])
+        if row.get("url"):
+            name = f'<a href="{esc(row["url"])}" target="_blank" rel="noopener">{name}</a>'
+        facts.append(f"<b>{name}</b>")
+    if row.get("organism"):
+        taxon = f" (taxon {row['taxid']})" if row.get("taxid") else ""
+        facts.append(f"<i>{esc(row['organism'])}</i>{esc(taxon)}")
+    if row.get("gene"):
+        facts.append(f"gene {esc(row['gene'])}")
+    if row.get("residue_ranges"):
+        of = f" of {esc(row['parent'])}" if row.get("parent") else ""
+        facts.append(f"residues {esc(row['residue_ranges'])}{of}")
+    if row.get("url") and not row.get("name"):
+        facts.append(f'<a href="{esc(row["url"])}" target="_blank" rel="noopener">'
+                     f"{esc(row['url'])}</a>")
+    if not facts:
+        facts.append("no name known (a local file without a header naming it)")
+    return f'<p class="hit-facts">{" · ".join(facts)}</p>'
+
+
+def hit_section_html(exports: list[HitExport], view: MapView | None,
+                     report_dir: Path | None = None, viewers: bool = True) -> tuple[str, int]:
+    """Each top hit: what it is, a 3D view of it in the density, and its pictures.
+
+    The pictures are also written as ``report_dir/hits/rank<r>_<candidate>.png`` when
+    ``report_dir`` is given. Returns ``(html, number of images)``.
+    """
+    from .viewer import hit_payload, viewer_html
+
     parts, n_images = [], 0
+    if report_dir is not None:
+        (report_dir / HITS_DIR).mkdir(parents=True, exist_ok=True)
     for hit in exports:
         row = hit.row
-        q = "" if row.get("qvalue") is None else f", q = {row['qvalue']:.3g}"
-        title = (f"rank {row['rank']}: {row['candidate']} (score "
-                 f"{'' if row['score'] is None else format(row['score'], '.4f')}, "
-                 f"hits {row['hits']}{q})")
-        parts.append(f'<h3 id="hit-{row["rank"]}"><span class="swatch" '
-                     f'style="background:{hit.colour}"></span> {esc(title)}</h3>')
+        title = hit_title(row)
+        parts.append(f'<div class="hit-card"><h3 id="hit-{row["rank"]}"><span class="swatch" '
+                     f'style="background:{hit.colour}"></span> {esc(title)}</h3>'
+                     f"{hit_facts_html(row)}")
         if hit.xyz is None:
-            parts.append(f'<p class="error">No pictures: {esc(hit.error)}</p>')
-        elif view is None:
-            parts.append("<p>No map given: no pictures (use --map or --prepared).</p>")
-        else:
-            png = plot_hit_views(view, hit.xyz, title, hit.colour, hit.trace)
-            parts.append(f'<img class="hit-view" alt="{esc(title)}" '
-                         f'src="data:image/png;base64,{png}">')
-            n_images += 1
+            parts.append(f'<p class="error">No pictures: {esc(hit.error)}</p></div>')
+            continue
+        if view is None:
+            parts.append("<p>No map given: no pictures (use --map or --prepared).</p></div>")
+            continue
+        if viewers and hit.atoms is not None:
+            payload = hit_payload(view.data, view.origin, view.voxel_size, view.threshold,
+                                  hit.atoms, hit.xyz, hit.colour, title)
+            parts.append(viewer_html(int(row["rank"]), payload))
+        png = plot_hit_views(view, hit.xyz, title, hit.colour, hit.trace)
+        if report_dir is not None:
+            name = f"rank{row['rank']}_{safe_filename(row['candidate'])}.png"
+            (report_dir / HITS_DIR / name).write_bytes(base64.b64decode(png))
+        parts.append(f'<img class="hit-view" alt="{esc(title)}" '
+                     f'src="data:image/png;base64,{png}"></div>')
+        n_images += 1
     return "\n".join(parts), n_images
 
 
@@ -812,18 +842,34 @@ def problems_rows(results: Results, exports: list[HitExport]) -> list[dict]:
 def render_html(results: Results, null, exports: list[HitExport], view: MapView | None,
                 report_dir: Path, top: int, cxc: Path | None) -> str:
     """Assemble the report page (one self-contained HTML string)."""
+    from .ranking_table import PAGE_SIZE, ranking_section_html, table_script
+    from .viewer import viewer_library_html
+
     ranking = results.ranking
-    hits = [r["candidate"] for r in ranking.select(["candidate", "qvalue"]).to_pylist()
-            if r["qvalue"] is not None and r["qvalue"] < Q_HIT]
-    hit_names = f" ({esc(', '.join(hits))})" if hits else ""
-    hits_html, _ = hit_section_html(exports, view)
+    significant = [r for r in ranking.select(["candidate", "name", "qvalue"]).to_pylist()
+                   if r["qvalue"] is not None and r["qvalue"] < Q_HIT]
+    hits = [r["candidate"] + (f" {r['name']}" if r["name"] else "") for r in significant[:20]]
+    more = f", … {len(significant) - 20} more" if len(significant) > 20 else ""
+    hit_names = f" ({esc(', '.join(hits))}{more})" if hits else ""
+    hits_html, _ = hit_section_html(exports, view, report_dir)
+    models = {e.row["candidate"]: (None if e.model_path is None
+                                   else rel_path(e.model_path, report_dir), e.colour)
+              for e in exports}
+    downloads = [(f"{name} (all rows)", rel_path(path, report_dir))
+                 for name, path in results.files.items() if name.endswith(".parquet")]
+    if (report_dir / "ranking.tsv").exists():
+        downloads.insert(0, ("ranking.tsv (all rows)", "ranking.tsv"))
     plots = ""
     if ranking.num_rows:
         plots = (f'<img id="score-size" alt="score versus size" '
                  f'src="data:image/png;base64,{plot_score_vs_size(ranking, null, top)}">'
                  f'<img id="significance" alt="significance" '
                  f'src="data:image/png;base64,{plot_significance(ranking, null, top)}">')
+    from .viewer import VIEWER_LICENSE, VIEWER_NAME, VIEWER_VERSION
+
     versions = [{"software": k, "version": v} for k, v in software_versions().items()]
+    versions.append({"software": f"{VIEWER_NAME} (3D viewer, {VIEWER_LICENSE}, inlined)",
+                     "version": VIEWER_VERSION})
     cxc_html = (f"<p>ChimeraX: <code>chimerax {esc(rel_path(cxc, report_dir))}</code> opens the "
                 f"map and the top hits coloured by rank (paths relative to the report folder)."
                 f"</p>" if cxc else "")
@@ -839,14 +885,21 @@ def render_html(results: Results, null, exports: list[HitExport], view: MapView 
 {results.failures.num_rows} failed. Results: <code>{esc(results.folder)}</code>.
 Map: <code>{map_text}</code>.</p>
 {cxc_html}
+<h2>Top hits in the density</h2>
+<p>Each top hit in 3D (the map's contour surface and the fitted model in its rank colour;
+needs WebGL, no network) and as pictures: maximum projections with the model's trace, and
+slices through its centre with the contour (cyan).</p>
+{hits_html}
 <h2>Ranking</h2>
-<p>Click a column header to sort. Hover a header for its meaning. Shaded rows: q &lt; {Q_HIT}.</p>
-{ranking_table_html(ranking, exports, report_dir)}
+<p>Every candidate, {PAGE_SIZE} to a page: type in the box to filter by candidate, name,
+organism or gene; click a column header to sort. Hover a header for its meaning. Shaded rows:
+q &lt; {Q_HIT}. Names link to the candidate's AlphaFold DB, RCSB or UniProt page.</p>
+<div class="table-scroll">
+{ranking_section_html(ranking, models, FIELD_DOCS, downloads)}
+</div>
 <h2>Score, size and significance</h2>
 <p>{esc(null.describe())}</p>
 {plots}
-<h2>Top hits in the density</h2>
-{hits_html}
 <h2>Failures and problems</h2>
 {simple_table_html(problems_rows(results, exports), ["candidate", "source", "stage", "reason"],
                    "failures")}
@@ -858,6 +911,8 @@ Map: <code>{map_text}</code>.</p>
 <h3>Software (report)</h3>
 {simple_table_html(versions, ["software", "version"], "software")}
 <script>{SORT_JS}</script>
+<script>{table_script()}</script>
+{viewer_library_html() if "viewer3d" in hits_html else ""}
 </body></html>
 """
 
@@ -885,6 +940,7 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
     Path
         The ``index.html`` written.
     """
+    from .ranking_table import write_ranking_tsv
     from .significance import fit_null_model
 
     results = read_results(results_dir)
@@ -898,6 +954,7 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
                     view.threshold if view is not None else None,
                     float(resolution) if isinstance(resolution, int | float) else None)
     null = fit_null_model(results.ranking)
+    write_ranking_tsv(results.ranking, report_dir / "ranking.tsv")
     page = render_html(results, null, exports, view, report_dir, top, cxc)
     index = report_dir / "index.html"
     tmp = index.with_name(index.name + ".part")

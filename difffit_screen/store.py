@@ -7,7 +7,11 @@ One row per candidate (:data:`STORE_SCHEMA`): its per-atom arrays as list column
 flat ``[x0, y0, z0, x1, ...]`` float32 list, Å), and its provenance (``candidate``,
 ``source_kind`` afdb/pdb/local, ``accession``, ``version``, ``sha256`` of the source file,
 ``source`` (URL or path), ``url``, ``path``, ``parent`` and ``residue_ranges`` of a domain,
-``n_atoms``, ``n_residues``; other ``Atoms.meta`` keys as JSON in ``meta_json``).
+``n_atoms``, ``n_residues``), its names (``name``, ``gene``, ``organism``, ``taxid`` and
+``entry_url``, its AlphaFold DB / RCSB / UniProt page: from the manifest, i.e. the AFDB API, else
+from the file's header, see :mod:`difffit_screen.annotations`; a domain keeps its parent's) and
+other ``Atoms.meta`` keys as JSON in ``meta_json``. Shards written before the name columns
+existed are read with those columns null.
 
 Shards are balanced by atom count: candidates sorted by atoms (descending, then by packing
 order) go one by one to the lightest shard (lowest index on ties), so the assignment is
@@ -29,8 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .annotations import ANNOTATION_KEYS, chain_annotation, meta_annotation, parse_taxid
 from .errors import InputError
-from .structures import Atoms, read_structure
+from .structures import Atoms, read_structure_annotated
 from .tables import FAILURES_SCHEMA, SCHEMA_VERSION, table_from_rows, write_table
 
 log = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ STORE_SCHEMA = pa.schema(
      pa.field("n_atoms", pa.int32()),
      pa.field("n_residues", pa.int32()),
      pa.field("meta_json", pa.string()),
+     *[pa.field(key, pa.int64() if key == "taxid" else pa.string()) for key in ANNOTATION_KEYS],
      *[pa.field(name, pa.list_(pa.field("element", arrow)))  # Parquet's list item name
        for name, (arrow, _) in ATOM_COLUMNS.items()]],
     metadata={"difffit_screen.table": "store",
@@ -93,6 +99,11 @@ def atoms_to_table(atoms_list: Sequence[Atoms]) -> pa.Table:
         "n_residues": pa.array([count_residues(a) for a in atoms_list], pa.int32()),
         "meta_json": pa.array([_extra_meta_json(a.meta) for a in atoms_list], pa.string()),
     }
+    for key in ANNOTATION_KEYS:
+        values = [a.meta.get(key) for a in atoms_list]
+        if key == "taxid":
+            values = [parse_taxid(v) for v in values]
+        columns[key] = pa.array(values, STORE_SCHEMA.field(key).type)
     xyz_offsets = pa.array(np.concatenate([[0], np.cumsum(counts * 3)]).astype(np.int32))
     for name, (arrow, dtype) in ATOM_COLUMNS.items():
         parts = [np.asarray(getattr(a, name), dtype=dtype).ravel() for a in atoms_list]
@@ -108,7 +119,8 @@ def _opt_str(value) -> str | None:
 
 
 def _extra_meta_json(meta: dict) -> str | None:
-    extra = {k: v for k, v in meta.items() if k not in PROVENANCE_KEYS}
+    extra = {k: v for k, v in meta.items()
+             if k not in PROVENANCE_KEYS and k not in ANNOTATION_KEYS}
     return json.dumps(extra, sort_keys=True, default=_json_default) if extra else None
 
 
@@ -135,13 +147,14 @@ def table_to_atoms(table: pa.Table | pa.RecordBatch) -> list[Atoms]:
         flat[name] = (np.array(values.to_pylist(), dtype=str) if dtype is str
                       else values.to_numpy(zero_copy_only=False).astype(dtype, copy=False))
         bounds[name] = offsets - offsets[0]
-    rows = table.select(INDEX_COLUMNS).to_pylist()
+    rows = table.select([c for c in INDEX_COLUMNS if c in table.column_names]).to_pylist()
     out = []
     for i, row in enumerate(rows):
         arrays = {name: flat[name][bounds[name][i]:bounds[name][i + 1]] for name in ATOM_COLUMNS}
         meta = {key: row[key] for key in PROVENANCE_KEYS}
         if row["meta_json"]:
             meta.update(json.loads(row["meta_json"]))
+        meta.update({key: row[key] for key in ANNOTATION_KEYS if row.get(key) is not None})
         out.append(Atoms(name=row["candidate"], xyz=arrays["xyz"].reshape(-1, 3),
                          element=arrays["element"], atom_name=arrays["atom_name"],
                          res_name=arrays["res_name"], res_seq=arrays["res_seq"],
@@ -172,16 +185,20 @@ def iter_shard(path: str | os.PathLike, batch_size: int = 64) -> Iterator[Atoms]
         pf = pq.ParquetFile(path)
     except Exception as exc:
         raise InputError(f"{path}: not a Parquet shard ({exc})") from None
-    missing = [f.name for f in STORE_SCHEMA if f.name not in pf.schema_arrow.names]
+    names = pf.schema_arrow.names
+    missing = [f.name for f in STORE_SCHEMA if f.name not in names
+               and f.name not in ANNOTATION_KEYS]  # older shards have no name columns
     if missing:
         raise InputError(f"{path}: not a library shard (missing columns {missing})")
-    for batch in pf.iter_batches(batch_size=batch_size, columns=STORE_SCHEMA.names):
-        yield from table_to_atoms(batch)
+    for batch in pf.iter_batches(batch_size=batch_size,
+                                 columns=[n for n in STORE_SCHEMA.names if n in names]):
+        yield from table_to_atoms(pa.Table.from_batches([batch]))
 
 
 def read_shard_index(path: str | os.PathLike) -> pa.Table:
-    """The provenance columns of a shard (no atom arrays): cheap to read."""
-    return pq.read_table(path, columns=INDEX_COLUMNS)
+    """The provenance and name columns of a shard (no atom arrays): cheap to read."""
+    names = pq.read_schema(path).names
+    return pq.read_table(path, columns=[c for c in INDEX_COLUMNS if c in names])
 
 
 def atoms_equal(a: Atoms, b: Atoms) -> bool:
@@ -275,38 +292,51 @@ def _domain_splitter() -> Callable[[Atoms, str | None], list[Atoms]]:
 
 
 def provenance(row: dict) -> dict:
-    """The meta of a candidate from its manifest row."""
+    """The meta of a candidate from its manifest row (its names only where the row has them)."""
     meta = {key: row.get(key) for key in PROVENANCE_KEYS}
     meta["parent"] = None
     meta["residue_ranges"] = None
+    meta.update({key: row[key] for key in ANNOTATION_KEYS if row.get(key) is not None})
+    return meta
+
+
+def candidate_meta(row: dict, header: dict | None = None) -> dict:
+    """The meta of a packed candidate: the names its file's ``header`` gives, then the manifest
+    row's provenance (and names, from the AFDB API, where the row has them), with ``entry_url``
+    derived from the accession when no source gave one."""
+    meta = {**(header or {}), **provenance(row)}
+    meta.update((k, v) for k, v in meta_annotation(meta).items() if v is not None)
     return meta
 
 
 def load_candidates(rows: Iterable[dict]) -> Iterator[tuple[dict, Atoms | None, str | None]]:
     """Parse manifest rows, each file once: yield ``(row, atoms, error)`` in manifest order.
 
-    ``atoms`` is the whole file's model, or the row's chain of it; on failure it is None and
+    ``atoms`` is the whole file's model, or the row's chain of it, its ``meta`` holding the
+    names its header gives (the chain's own for a chain row); on failure it is None and
     ``error`` says why.
     """
     rows = list(rows)
     by_path: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
         by_path.setdefault(row["path"], []).append(i)
-    parsed: dict[str, tuple[Atoms | None, str | None]] = {}
+    parsed: dict[str, tuple[Atoms | None, str | None, dict]] = {}
     remaining = {path: len(ids) for path, ids in by_path.items()}
     for row in rows:
         path = row["path"]
         if path not in parsed:
             try:
-                parsed[path] = (read_structure(path), None)
+                atoms, annotations = read_structure_annotated(path)
+                parsed[path] = (annotations, atoms, None)
             except InputError as exc:
-                parsed[path] = (None, str(exc))
-        atoms, error = parsed[path]
+                parsed[path] = ({}, None, str(exc))
+        annotations, atoms, error = parsed[path]
         remaining[path] -= 1
         if remaining[path] == 0:
             del parsed[path]
         if atoms is not None and row.get("chain"):
             atoms = atoms.subset(atoms.chain == row["chain"])
+            atoms.meta = chain_annotation(annotations, row["chain"])
             if len(atoms) == 0:
                 atoms, error = None, f"{path}: no atoms in chain {row['chain']}"
         yield row, atoms, error
@@ -364,7 +394,8 @@ def _spill_candidates(rows: list[dict], prepare: Prepare, spill: Path,
             if atoms is None:
                 failures.append(_failure(name, source, error))
                 continue
-            atoms.name, atoms.source, atoms.meta = name, source, provenance(row)
+            atoms.name, atoms.source = name, source
+            atoms.meta = candidate_meta(row, atoms.meta)
             try:
                 prepared = prepare(atoms, row.get("pae_path"))
             except Exception as exc:  # a bad candidate must not stop the library

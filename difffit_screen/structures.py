@@ -122,8 +122,41 @@ def read_structure(
         raise InputError(f"{path}: structure file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: structure file is empty")
+    atoms, _ = read_structure_annotated(path, name, keep_hydrogens, keep_waters, keep_ligands)
+    return atoms
+
+
+def read_structure_annotated(
+    path: str | os.PathLike,
+    name: str | None = None,
+    keep_hydrogens: bool = False,
+    keep_waters: bool = False,
+    keep_ligands: bool = False,
+) -> tuple[Atoms, dict[str, dict]]:
+    """:func:`read_structure`, also returning the header's per-chain annotations.
+
+    The file is parsed once (mmCIF: one ``gemmi.cif`` document for the atoms and the header).
+    ``atoms.meta`` gets the file's default annotation (``name``, ``gene``, ``organism``,
+    ``taxid``, ``uniprot``, ``title``, ``predicted``; see
+    :func:`difffit_screen.annotations.read_header_annotations`); the returned dict maps chain
+    names to theirs. A header that cannot be read leaves the meta empty (the atoms still count).
+    """
+    from .annotations import chain_annotation, is_mmcif_path, read_header_annotations
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: structure file not found")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: structure file is empty")
+    block = None
     try:
-        st = gemmi.read_structure(str(path), merge_chain_parts=True)
+        if is_mmcif_path(path):
+            doc = gemmi.cif.read(str(path))
+            block = doc.sole_block() if len(doc) == 1 else doc[0]
+            st = gemmi.make_structure_from_block(block)
+            st.merge_chain_parts()
+        else:
+            st = gemmi.read_structure(str(path), merge_chain_parts=True)
     except Exception as exc:  # gemmi raises RuntimeError/ValueError/OSError subclasses
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(f"{path}: cannot parse structure ({msg})") from None
@@ -131,7 +164,12 @@ def read_structure(
                              keep_waters, keep_ligands)
     if len(atoms) == 0:
         raise InputError(f"{path}: no atoms (after removing hydrogens, waters and ligands)")
-    return atoms
+    try:
+        annotations = read_header_annotations(path, block)
+    except Exception:  # a header we cannot read must not lose the candidate
+        annotations = {}
+    atoms.meta.update(chain_annotation(annotations))
+    return atoms, annotations
 
 
 def atoms_from_gemmi(
@@ -351,5 +389,51 @@ def write_structure(atoms: Atoms, path: str | os.PathLike,
         st.write_pdb(str(path))
     else:
         doc = st.make_mmcif_document()
+        write_annotation_header(doc.sole_block(), atoms)
         doc.write_file(str(path))
     return path
+
+
+def write_annotation_header(block: gemmi.cif.Block, atoms: Atoms) -> None:
+    """Name the candidate in an mmCIF block: ``_struct.title``, ``_entity.pdbx_description``,
+    ``_entity_src_nat`` (organism, taxon) and ``_struct_ref`` (UniProt), from ``atoms.meta``.
+
+    The title reads ``<candidate>: <name> (<organism>), residues <ranges> of <parent>``;
+    categories whose values are unknown are left out.
+    """
+    from .annotations import meta_annotation
+
+    meta = atoms.meta or {}
+    ann = meta_annotation(meta)
+    title = atoms.name + (f": {ann['name']}" if ann["name"] else "")
+    if ann["organism"]:
+        title += f" ({ann['organism']})"
+    if meta.get("residue_ranges"):
+        title += f", residues {meta['residue_ranges']}"
+        if meta.get("parent"):
+            title += f" of {meta['parent']}"
+    block.set_pair("_struct.title", gemmi.cif.quote(title))
+    entities = block.find_mmcif_category("_entity.")
+    if len(entities) == 0:
+        return
+    tags = [t.split(".", 1)[1] for t in entities.tags]
+    rows = [[row.str(i) for i in range(len(tags))] for row in entities]
+    ids = [r[tags.index("id")] for r in rows]
+    polymer = [r[tags.index("id")] for r in rows
+               if "type" not in tags or r[tags.index("type")] == "polymer"]
+    columns = {t: [r[i] for r in rows] for i, t in enumerate(tags)}
+    columns["pdbx_description"] = [ann["name"] if (i in polymer and ann["name"]) else None
+                                   for i in ids]
+    block.set_mmcif_category("_entity.", columns)
+    if ann["organism"] or ann["taxid"]:
+        block.set_mmcif_category("_entity_src_nat.", {
+            "entity_id": polymer,
+            "pdbx_organism_scientific": [ann["organism"]] * len(polymer),
+            "pdbx_ncbi_taxonomy_id": [None if ann["taxid"] is None else str(ann["taxid"])]
+            * len(polymer)})
+    uniprot = meta.get("uniprot") or (meta.get("accession") if meta.get("source_kind") == "afdb"
+                                      else None)
+    if uniprot:
+        block.set_mmcif_category("_struct_ref.", {
+            "id": [str(k) for k in range(1, len(polymer) + 1)], "entity_id": polymer,
+            "db_name": ["UNP"] * len(polymer), "pdbx_db_accession": [uniprot] * len(polymer)})

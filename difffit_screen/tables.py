@@ -52,6 +52,11 @@ _POSE_AND_SCORES = [
     pa.field("accession", pa.string()),
     pa.field("parent", pa.string()),
     pa.field("residue_ranges", pa.string()),
+    pa.field("name", pa.string()),
+    pa.field("gene", pa.string()),
+    pa.field("organism", pa.string()),
+    pa.field("taxid", pa.int64()),
+    pa.field("url", pa.string()),
     pa.field("model_path", pa.string()),
 ]
 
@@ -88,6 +93,12 @@ FIELD_DOCS = {
     "accession": "database accession (UniProt / PDB) when known",
     "parent": "parent model of a domain candidate",
     "residue_ranges": "residue ranges of a domain candidate, e.g. 'A:1-133,A:409-523'",
+    "name": "protein name (description) from the AlphaFold DB API or the file's header; a "
+            "domain keeps its parent's",
+    "gene": "gene name when known",
+    "organism": "source organism (scientific name) when known",
+    "taxid": "NCBI taxonomy id of the organism when known",
+    "url": "the candidate's page: AlphaFold DB entry, RCSB structure or UniProt entry",
     "model_path": "fitted model (mmCIF, map frame) when written",
 }
 

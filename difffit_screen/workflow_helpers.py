@@ -503,7 +503,8 @@ def shard_dirs(paths: Iterable[str]) -> list[str]:
 
 
 TOP_HIT_COLUMNS = ("rank", "candidate", "score", "zscore", "qvalue", "hits", "fit_ok",
-                   "inside_fraction", "correlation", "n_atoms", "n_residues", "accession")
+                   "inside_fraction", "correlation", "n_atoms", "n_residues", "accession",
+                   "name", "organism", "gene", "residue_ranges", "url")
 
 
 def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:

@@ -8,6 +8,7 @@ here depends on them being meaningful.
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import re
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from difffit_screen.annotations import row_annotation
 from difffit_screen.maps import read_map
 from difffit_screen.report import (
     crop_box,
@@ -32,7 +34,9 @@ from difffit_screen.structures import apply_matrix, read_structure
 from difffit_screen.tables import (
     FAILURES_SCHEMA,
     FITS_SCHEMA,
+    RANKING_SCHEMA,
     rank_candidates,
+    read_table,
     table_from_rows,
     write_table,
 )
@@ -70,9 +74,11 @@ def centring_matrix(xyz: np.ndarray, centre: np.ndarray, seed: int) -> np.ndarra
 
 def fit_row(name: str, source: Path | str, atoms, matrix: np.ndarray, score: float,
             fit_ok: bool = True, hits: int = 5) -> dict:
-    """One FITS_SCHEMA row for a posed candidate."""
+    """One FITS_SCHEMA row for a posed candidate (with the names its file's header gives, as the
+    fit command writes them)."""
     posed = apply_matrix(atoms.xyz, matrix)
-    return {"candidate": name, "cluster_rank": 1, "hits": hits, "score": score,
+    return {**row_annotation(atoms.meta),
+            "candidate": name, "cluster_rank": 1, "hits": hits, "score": score,
             "fit_ok": fit_ok, "inside_fraction": 0.8 if fit_ok else 0.05,
             "matrix": matrix, "translation": matrix.reshape(3, 4)[:, 3],
             "centroid_xyz": posed.mean(axis=0), "n_atoms": len(atoms),
@@ -174,9 +180,53 @@ def test_html_lists_every_candidate_once(report):
     ranking = pq.read_table(report.parent.parent / "ranking.parquet")
     rows = parse(report).tables["ranking"]
     header, body = rows[0], rows[1:]
-    assert header[:3] == ["rank", "candidate", "score"]
+    assert header[:5] == ["rank", "candidate", "name", "organism", "score"]
     assert sorted(r[1] for r in body) == sorted(ranking.column("candidate").to_pylist())
     assert [int(r[0]) for r in body] == list(range(1, ranking.num_rows + 1))
+    names = {r[1]: (r[2], r[3]) for r in body}
+    for paralog in ("I7MLV6_D3", "I7M317_D1"):
+        assert names[paralog][0].lower() == "parkin co-regulated protein"
+        assert names[paralog][1].lower().startswith("tetrahymena thermophila")
+
+
+def test_top_hits_are_named_with_links_and_3d_views(report):
+    page = report.read_text()
+    assert page.index('id="hit-1"') < page.index('id="ranking"')  # top hits first
+    for acc in ("I7MLV6", "I7M317"):
+        assert f'href="https://alphafold.ebi.ac.uk/entry/{acc}"' in page
+    assert page.lower().count("parkin co-regulated protein") >= 4  # hit cards and table rows
+    # one 3D viewer per top hit with a model (GONE_D1's shard is missing), the library once
+    assert page.count('class="viewer3d"') == TOP - 1
+    assert page.count("3Dmol.js 2.5.5") == 1
+    payload = json.loads(re.search(r'<script type="application/json" id="viewer-data-1">(.*?)'
+                                   r"</script>", page, flags=re.S).group(1))
+    assert payload["level"] == pytest.approx(THRESHOLD)
+    assert payload["pdb"].count("\nATOM") > 200
+    ccp4 = gzip.decompress(base64.b64decode(payload["map"]))
+    assert ccp4[208:212] == b"MAP "
+
+
+def test_full_ranking_is_embedded_compactly_and_written_as_tsv(report):
+    import pyarrow.parquet as pq
+
+    ranking = pq.read_table(report.parent.parent / "ranking.parquet")
+    page = report.read_text()
+    data = re.search(r'<script type="application/octet-stream" id="ranking-data">(.*?)</script>',
+                     page, flags=re.S).group(1)
+    doc = json.loads(gzip.decompress(base64.b64decode(data)))
+    assert doc["n"] == ranking.num_rows
+    assert doc["data"]["candidate"] == ranking.column("candidate").to_pylist()
+    tsv = (report.parent / "ranking.tsv").read_text().splitlines()
+    assert len(tsv) == ranking.num_rows + 1
+    header = tsv[0].split("\t")
+    first = dict(zip(header, tsv[1].split("\t"), strict=True))
+    assert first["name"].lower() == "parkin co-regulated protein"
+    assert first["url"].startswith("https://alphafold.ebi.ac.uk/entry/")
+    assert 'href="ranking.tsv"' in page and 'href="../ranking.parquet"' in page
+    assert sorted(p.name for p in (report.parent / "hits").glob("*.png")) == sorted(
+        f"rank{r}_{c}.png" for r, c in zip(ranking.column("rank").to_pylist()[:TOP],
+                                           ranking.column("candidate").to_pylist()[:TOP],
+                                           strict=True) if c != "GONE_D1")
 
 
 def test_html_is_self_contained_with_all_images(report):
@@ -189,7 +239,10 @@ def test_html_is_self_contained_with_all_images(report):
         assert im["src"].startswith("data:image/png;base64,")
         png = base64.b64decode(im["src"].split(",", 1)[1])
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
-    assert not re.search(r"""(src|href)=["']https?://""", page)
+    assert not re.search(r"""src=["']https?://""", page)  # nothing loaded from the network
+    # the only web addresses are links to the candidates' pages
+    assert set(re.findall(r"""href=["'](https?://[^/"']+)""", page)) <= {
+        "https://alphafold.ebi.ac.uk", "https://www.rcsb.org", "https://www.uniprot.org"}
     assert "<link" not in page
 
 
@@ -320,11 +373,44 @@ def test_fit_then_report_end_to_end(tmp_path):
     index = out / "report" / "index.html"
     names = [r[1] for r in parse(index).tables["ranking"][1:]]
     assert sorted(names) == sorted(["I7MLV6_D3", "I7M317_D1", decoy.name.split(".")[0]])
+    # the paralogs are named from their AlphaFold headers, in the ranking and in the report
+    import pyarrow.parquet as pq
+
+    ranking = {r["candidate"]: r for r in pq.read_table(out / "ranking.parquet").to_pylist()}
+    for name, acc in (("I7MLV6_D3", "I7MLV6"), ("I7M317_D1", "I7M317")):
+        row = ranking[name]
+        assert row["name"].lower() == "parkin co-regulated protein"
+        assert row["organism"].lower() == "tetrahymena thermophila (strain sb210)"
+        assert row["taxid"] == 312017
+        assert row["url"] == f"https://alphafold.ebi.ac.uk/entry/{acc}"
+    table = {r[1]: r for r in parse(index).tables["ranking"][1:]}
+    assert table["I7MLV6_D3"][2].lower() == "parkin co-regulated protein"
+    page = index.read_text()
+    assert 'href="https://alphafold.ebi.ac.uk/entry/I7M317"' in page
+    (fitted,) = (out / "report" / "models").glob("rank*_I7M317_D1.cif")
+    meta = read_structure(fitted).meta  # the fitted model's mmCIF header names it
+    assert (meta["name"], meta["taxid"], meta["uniprot"]) == ("PARKIN CO-REGULATED PROTEIN",
+                                                             312017, "I7M317")
     cxc = (out / "report" / "top_hits.cxc").read_text()
     assert f"volume #1 level {THRESHOLD:g}" in cxc
     opened = re.findall(r"^open (\S+)$", cxc, flags=re.M)
     assert len(opened) == 4 and all((out / "report" / p).is_file() for p in opened)
     assert index.read_text().count('class="hit-view"') == 3
+
+
+def test_top_hits_of_an_older_screen_get_their_names_from_their_files(tmp_path):
+    """A ranking written before names were carried: the top hits are named from their files."""
+    import pyarrow.parquet as pq
+
+    folder = build_results(tmp_path / "screen")
+    for name in ("ranking", "fits"):
+        table = pq.read_table(folder / f"{name}.parquet")
+        pq.write_table(table.drop_columns(["name", "gene", "organism", "taxid", "url"]),
+                       folder / f"{name}.parquet")
+    hits = export_top_hits(read_table(folder / "ranking.parquet", RANKING_SCHEMA),
+                           tmp_path / "report", top=2)
+    assert [h.row["name"] for h in hits] == ["PARKIN CO-REGULATED PROTEIN"] * 2
+    assert hits[0].row["url"].startswith("https://alphafold.ebi.ac.uk/entry/I7M")
 
 
 def test_report_from_prepared_map(tmp_path):

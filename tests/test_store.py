@@ -10,11 +10,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from difffit_screen import store
+from difffit_screen.annotations import chain_annotation
 from difffit_screen.cli import main
 from difffit_screen.errors import InputError
 from difffit_screen.library import MANIFEST_SCHEMA, local_rows
 from difffit_screen.maps import file_sha256
-from difffit_screen.structures import Atoms, read_structure
+from difffit_screen.structures import Atoms, read_structure, read_structure_annotated
 from difffit_screen.tables import FAILURES_SCHEMA, read_table, table_from_rows, write_table
 
 SERVICES = Path(__file__).parent / "data" / "services"
@@ -39,11 +40,12 @@ def pdb_rows(chains=("A", "B", "C", "D")) -> list[dict]:
 
 def expected_atoms(row: dict) -> Atoms:
     """What the store must give back for a manifest row: the parsed file plus provenance."""
-    atoms = read_structure(row["path"])
+    atoms, annotations = read_structure_annotated(row["path"])
     if row.get("chain"):
         atoms = atoms.subset(atoms.chain == row["chain"])
+        atoms.meta = chain_annotation(annotations, row["chain"])
     atoms.name, atoms.source = row["candidate"], row.get("url") or row["path"]
-    atoms.meta = store.provenance(row)
+    atoms.meta = store.candidate_meta(row, atoms.meta)
     return atoms
 
 

@@ -36,7 +36,11 @@ rule top_hits:
         ranking="results/ranking.parquet",
         buckets=get_buckets(),
     output:
-        "results/top_hits.tsv",
+        report(
+            "results/top_hits.tsv",
+            caption="../report/top_hits.rst",
+            category="Results",
+        ),
     log:
         "logs/top_hits.log",
     conda:

@@ -1,5 +1,5 @@
-# The HTML report of a screen: ranking, plots, top-hit models and a ChimeraX .cxc; and the
-# ranking as a table for `snakemake --report`.
+# The HTML report of a screen: top hits (names, 3D views, pictures), ranking, plots, top-hit
+# models and a ChimeraX .cxc; and the ranking as a table for `snakemake --report`.
 
 
 localrules:

@@ -135,7 +135,34 @@ def build_rcsb(shared: Path) -> None:
     st = gemmi.read_structure(str(shared / "emd3488_haemoglobin" / "5me2.pdb"))
     st.name = "5ME2"
     st.setup_entities()
-    write("rcsb/download/5ME2.cif.gz", gz(st.make_mmcif_document().as_string().encode()))
+    doc = st.make_mmcif_document()
+    add_rcsb_entity_names(doc.sole_block())
+    write("rcsb/download/5ME2.cif.gz", gz(doc.as_string().encode()))
+
+
+RCSB_ENTITIES = {  # entity -> (description, gene): 5me2.pdb COMPND MOLECULE / SOURCE GENE
+    "A": ("HEMOGLOBIN SUBUNIT ALPHA", "HBA1, HBA2"),
+    "B": ("HEMOGLOBIN SUBUNIT BETA", "HBB"),
+}
+
+
+def add_rcsb_entity_names(block: gemmi.cif.Block) -> None:
+    """``_entity.pdbx_description`` and ``_entity_src_gen`` (organism, taxon, gene), as the RCSB
+    mmCIF carries them, with the values of 5me2.pdb's COMPND and SOURCE records (gemmi does not
+    convert those)."""
+    table = block.find_mmcif_category("_entity.")
+    ids = [row.str(0) for row in table]
+    types = [row.str(1) for row in table]
+    block.set_mmcif_category("_entity.", {
+        "id": ids, "type": types,
+        "pdbx_description": [RCSB_ENTITIES[i][0] if i in RCSB_ENTITIES
+                             else "PROTOPORPHYRIN IX CONTAINING FE" for i in ids]})
+    polymer = [i for i in ids if i in RCSB_ENTITIES]
+    block.set_mmcif_category("_entity_src_gen.", {
+        "entity_id": polymer,
+        "pdbx_gene_src_gene": [RCSB_ENTITIES[i][1] for i in polymer],
+        "pdbx_gene_src_scientific_name": ["Homo sapiens"] * len(polymer),
+        "pdbx_gene_src_ncbi_taxonomy_id": ["9606"] * len(polymer)})
 
 
 def build_emdb(shared: Path) -> None:
