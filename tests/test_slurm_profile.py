@@ -176,7 +176,7 @@ def test_slurm_profile_end_to_end_with_fake_sbatch(tmp_path):
         tmp_path, cfg, "--profile", str(REPO / "profiles" / "slurm"),
         "--set-scatter", "shard=2", "--jobs", "4", "--latency-wait", "5",
         "--slurm-init-seconds-before-status-checks", "1",
-        "--seconds-between-status-checks", "1", workflow_profile=None, env=env)
+        "--seconds-between-status-checks", "1", workflow_profile=None, env=env, timeout=1500)
 
     calls = read_calls(state)
     fit_calls = [c for c in calls if any("rule_fit_shard" in a for a in c)]
@@ -230,7 +230,7 @@ def test_init_then_snakemake_profile_slurm_as_typed(tmp_path):
            "--latency-wait", "5", "--slurm-init-seconds-before-status-checks", "1",
            "--seconds-between-status-checks", "1"]
     run = subprocess.run(cmd, cwd=screen, env=env, text=True, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, timeout=900)
+                         stderr=subprocess.STDOUT, timeout=1500)
     assert run.returncode == 0, run.stdout[-6000:]
     assert "workflow specific profile profiles/default" in run.stdout
 
