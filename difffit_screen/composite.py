@@ -78,11 +78,27 @@ from .maps import (
     read_map,
     write_map,
 )
+from .options import FRACTION, MAP_RANGES, Range, count, dataclass_ranges
 from .scores import FootprintCorrelation
 from .structures import Atoms, apply_matrix, atomic_numbers, select_atoms, to_gemmi
 from .tables import FITS_SCHEMA, rank_candidates, table_from_rows, write_table
 
 log = logging.getLogger(__name__)
+
+
+def _rng(default, rng: Range):
+    """A dataclass field with ``default`` and its accepted range (see :mod:`.options`)."""
+    return field(default=default, metadata={"range": rng})
+
+
+def composite_option_ranges() -> dict:
+    """Accepted ranges of the ``composite`` options (dataclass metadata, search and map)."""
+    fit = dataclass_ranges(FitParams)
+    search = {k: fit[k] for k in ("positions", "rotations", "iterations", "refine_iterations",
+                                  "max_search_atoms", "seed")}
+    maps = {k: MAP_RANGES[k] for k in ("threshold", "resolution", "sigmas")}
+    return {**maps, **search, "clusters": fit["refine_top"],
+            **dataclass_ranges(CompositeParams)}
 
 
 @dataclass
@@ -96,19 +112,19 @@ class CompositeParams:
         positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
         models=0, deepen_hits=0))
     copies: dict = field(default_factory=dict)
-    max_rounds: int = 6
-    clash_fraction: float = 0.10
-    clash_distance: float = 3.0
-    min_inside: float = 0.8
-    min_score: float = -1.0  # off
-    min_z: float = 3.0
-    min_spread: float = 0.005
-    rel_best: float = 0.5
-    zero_level: float = 0.3
-    stop_footprint: float = 0.07
+    max_rounds: int = _rng(6, count(1, 1000))
+    clash_fraction: float = _rng(0.10, FRACTION)
+    clash_distance: float = _rng(3.0, Range(0.0, 100.0, lo_open=True, unit="Å"))
+    min_inside: float = _rng(0.8, FRACTION)
+    min_score: float = _rng(-1.0, Range(-1.0, 1.0))  # -1: off
+    min_z: float = _rng(3.0, Range(-1e6, 1e6))
+    min_spread: float = _rng(0.005, Range(0.0, 10.0))
+    rel_best: float = _rng(0.5, Range(-10.0, 10.0))
+    zero_level: float = _rng(0.3, Range(0.0, 1.0, lo_open=True))
+    stop_footprint: float = _rng(0.07, FRACTION)
     sigmas: tuple | None = None  # default: maps.default_sigmas(resolution)
-    negative: float = -0.5
-    min_island_volume: float = 200.0
+    negative: float = _rng(-0.5, MAP_RANGES["negative"])
+    min_island_volume: float = _rng(200.0, MAP_RANGES["min_island_volume"])
 
 
 @dataclass
@@ -586,9 +602,6 @@ def run_composite_command(args: argparse.Namespace) -> int:
                     refine_iterations=args.refine_iterations,
                     max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
                     models=0, deepen_hits=0)
-    for name in ("positions", "rotations", "iterations", "clusters", "max_rounds"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     params = CompositeParams(fit=fit, copies=parse_copies(args.copies),
                              max_rounds=args.max_rounds, clash_fraction=args.clash_fraction,
                              clash_distance=args.clash_distance, min_inside=args.min_inside,
