@@ -96,7 +96,7 @@ from .tables import (
     table_from_rows,
     write_table,
 )
-from .validate import MIN_ATOMS
+from .validate import MIN_ATOMS, check_atoms
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,10 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
 
 
 def prepare_candidate(atoms: Atoms, prep: PreparedMap, params: FitParams) -> _Prepared:
-    """Select, centre and subsample a candidate's atoms; raise :class:`InputError` if unusable."""
+    """Select, centre and subsample a candidate's atoms; raise :class:`InputError` if unusable
+    (:func:`~difffit_screen.validate.check_atoms`: non-finite coordinates, too few atoms, a
+    degenerate spread; no atoms in the atom set; far bigger than the map)."""
+    check_atoms(atoms, atoms.source or atoms.name)
     mask = select_atoms(atoms, params.atoms)
     n = int(mask.sum())
     if n == 0:
@@ -619,7 +622,8 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     complete ``run.json`` marks a complete run. Returns the outcome and the run record.
     """
     out_dir = prepare_output_dir(out_dir, ["models"] if params.models > 0 else [])
-    removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)])
+    removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
+                                      keep=[i for i in inputs if Path(i).exists()])
     if removed:
         log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
     t0 = time.perf_counter()

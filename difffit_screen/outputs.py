@@ -107,14 +107,17 @@ def prepare_output_dir(out: str | os.PathLike, subdirs: Sequence[str] = (),
 
 
 def remove_previous_outputs(out: str | os.PathLike, names: Sequence[str],
-                            patterns: Sequence[tuple[str, str]] = ()) -> list[Path]:
+                            patterns: Sequence[tuple[str, str]] = (),
+                            keep: Sequence[str | os.PathLike] = ()) -> list[Path]:
     """Remove the files a previous run of this tool wrote into a reused output folder.
 
     Only the given file ``names`` (and their ``.part`` leftovers) and, in each ``(folder,
     regex)`` of ``patterns``, the files whose names match ``regex`` are removed: files of
-    the user's own are never touched. Returns the removed paths.
+    the user's own are never touched, nor any path in ``keep`` (the run's inputs) or inside
+    a folder of ``keep``. Returns the removed paths.
     """
     out = Path(out)
+    kept = [Path(k).resolve() for k in keep]
     removed = []
     targets = [out / n for n in names] + [out / (n + ".part") for n in names]
     for folder, regex in patterns:
@@ -123,6 +126,9 @@ def remove_previous_outputs(out: str | os.PathLike, names: Sequence[str],
             rx = re.compile(regex)
             targets += [f for f in d.iterdir() if rx.fullmatch(f.name)]
     for f in targets:
+        r = f.resolve()
+        if any(r == k or k in r.parents for k in kept):
+            continue
         if f.is_file() or f.is_symlink():
             f.unlink()
             removed.append(f)

@@ -216,7 +216,7 @@ def iter_shard_checked(path: str | os.PathLike, batch_size: int = 64
                                            f"({type(exc).__name__}: {exc})")
         for atoms in unpacked:
             try:
-                check_atoms(atoms, f"{path}::{atoms.name}")
+                check_atoms(atoms, f"{path}::{atoms.name}", fittable=False)
             except InputError as exc:
                 yield atoms.name, exc
                 continue

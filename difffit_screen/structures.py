@@ -134,7 +134,7 @@ def read_structure(
                              keep_waters, keep_ligands)
     if len(atoms) == 0:
         raise InputError(f"{path}: no atoms (after removing hydrogens, waters and ligands)")
-    check_atoms(atoms, str(path))  # non-finite, too few, degenerate: InputError
+    check_atoms(atoms, str(path), fittable=False)  # non-finite coordinates: InputError
     warnings = check_file_end(path, atoms, st)  # cut at a line boundary: InputError or warnings
     if warnings:
         atoms.meta["warnings"] = warnings

@@ -44,9 +44,9 @@ END_RECORDS = ("END", "ENDMDL", "TER", "CONECT", "MASTER")
 ATOM_RECORDS = ("ATOM", "HETATM", "ANISOU", "SIGUIJ", "SIGATM")
 
 
-def check_atoms(atoms, source: str | None = None, min_atoms: int = MIN_ATOMS,
-                min_rg: float = MIN_RADIUS_OF_GYRATION) -> None:
-    """Refuse a candidate that cannot be fitted; see the module docstring.
+def check_atoms(atoms, source: str | None = None, fittable: bool = True,
+                min_atoms: int = MIN_ATOMS, min_rg: float = MIN_RADIUS_OF_GYRATION) -> None:
+    """Refuse a corrupt candidate, or one that cannot be fitted; see the module docstring.
 
     Parameters
     ----------
@@ -54,6 +54,9 @@ def check_atoms(atoms, source: str | None = None, min_atoms: int = MIN_ATOMS,
         The candidate (:class:`~difffit_screen.structures.Atoms`).
     source : str, optional
         Named in the message (default ``atoms.source`` or ``atoms.name``).
+    fittable : bool
+        Also refuse too few atoms and a degenerate spread (the read paths check integrity
+        only: arrays and finite coordinates; the fit checks everything).
     min_atoms, min_rg : optional
         The minimum number of atoms and radius of gyration (Å).
 
@@ -77,6 +80,8 @@ def check_atoms(atoms, source: str | None = None, min_atoms: int = MIN_ATOMS,
     if not finite.all():
         raise InputError(f"{where}: {int((~finite).sum())} of {n} atoms have non-finite "
                          f"coordinates (nan or inf)")
+    if not fittable:
+        return
     if n < min_atoms:
         raise InputError(f"{where}: too few atoms to fit ({n}; at least {min_atoms} needed)")
     xyz64 = xyz.astype(np.float64)
