@@ -668,8 +668,6 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
         ranking = add_significance(rank_candidates(fits))
         write_table(fits, out_dir / "fits.parquet")
         write_table(ranking, out_dir / "ranking.parquet")
-    for w in warnings:
-        log.warning("%s", w["warning"])
     total = time.perf_counter() - t0
     record = {
         "command": "fit",
@@ -898,6 +896,8 @@ def run_fit_command(args: argparse.Namespace) -> int:
     n_fit = len({r["candidate"] for r in outcome.fits})
     for f in outcome.failures:
         print(f"difffit-screen fit: skipped {f['candidate']}: {f['reason']}", file=sys.stderr)
+    for w in record["warnings"]:
+        print(f"difffit-screen fit: warning: {w['warning']}", file=sys.stderr)
     print(f"fitted {n_fit} candidate(s), {len(outcome.failures)} failure(s) in "
           f"{record['timing']['total_s']:.1f} s -> {args.out}", file=sys.stderr)
     return 0 if n_fit > 0 else 1

@@ -210,6 +210,11 @@ def iter_shard_checked(path: str | os.PathLike, batch_size: int = 64
                 row = batch.slice(i, 1)
                 name = str(row.column("candidate")[0])
                 try:
+                    n_atoms = len(row.column("element")[0])
+                    n_xyz = len(row.column("xyz")[0])
+                    if n_xyz != 3 * n_atoms:
+                        raise ValueError(f"coordinate list has {n_xyz} values for {n_atoms} "
+                                         f"atoms, {3 * n_atoms} expected")
                     unpacked += table_to_atoms(row)
                 except Exception as exc:
                     yield name, InputError(f"{path}::{name}: corrupt library row "

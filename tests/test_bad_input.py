@@ -465,7 +465,7 @@ def test_constant_map_is_refused(tmp_path, capsys):
 
 
 def test_threshold_below_every_voxel_is_refused(tmp_path, capsys):
-    rc, err = run(["fit", "--map", MAP, "--threshold", "-1e9", "--resolution", "4",
+    rc, err = run(["fit", "--map", MAP, "--threshold=-1e9", "--resolution", "4",
                    "--out", tmp_path / "o", *FAST, GOOD], capsys)
     assert rc == 2
     assert_one_line_error(err, str(MAP), "below every voxel")
