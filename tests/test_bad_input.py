@@ -304,7 +304,7 @@ def bad_screen(tmp_path_factory):
 
 
 def test_bad_candidates_screen_goes_on(bad_screen):
-    cases, out, proc = bad_screen
+    _cases, out, proc = bad_screen
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     ranked = ranking(out)
@@ -353,7 +353,7 @@ def test_pdb_cut_between_residues_warns(tmp_path, capsys):
 def test_all_candidates_bad_exits_1(tmp_path, capsys):
     cases = write_bad_candidates(tmp_path / "in")
     out = tmp_path / "out"
-    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST, *(p for p, _ in cases.values())],
+    rc, _err = run(["fit", *MAP_ARGS, "--out", out, *FAST, *(p for p, _ in cases.values())],
                   capsys)
     assert rc == 1
     assert len(failures(out)) == len(cases)
@@ -365,7 +365,7 @@ def test_long_file_name_writes_a_bounded_model_name(tmp_path, capsys):
     p = tmp_path / f"{name}.pdb"
     shutil.copy(GOOD, p)
     out = tmp_path / "out"
-    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST[:-2], "--models", "1", p], capsys)
+    rc, _err = run(["fit", *MAP_ARGS, "--out", out, *FAST[:-2], "--models", "1", p], capsys)
     assert rc == 0
     [row] = ranking(out)
     assert row["candidate"] == name
@@ -403,7 +403,7 @@ def shard_with_bad_rows(path: Path) -> Path:
 def test_shard_bad_rows_and_escaping_names(tmp_path, capsys):
     shard = shard_with_bad_rows(tmp_path / "lib" / "shard.parquet")
     out = tmp_path / "deep" / "out"
-    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST[:-2], "--models", "1", shard], capsys)
+    rc, _err = run(["fit", *MAP_ARGS, "--out", out, *FAST[:-2], "--models", "1", shard], capsys)
     assert rc == 0
     ranked = {r["candidate"]: r for r in ranking(out)}
     assert set(ranked) == {"I7MLV6_D3", "../../escaped"}
@@ -527,14 +527,14 @@ def shard_results(tmp_path_factory):
 
 
 def test_aggregate_complete(tmp_path, capsys, shard_results):
-    root, dirs = shard_results
-    rc, err = run(["aggregate", "--out", tmp_path / "agg", "--expect", "2", *dirs], capsys)
+    _root, dirs = shard_results
+    rc, _err = run(["aggregate", "--out", tmp_path / "agg", "--expect", "2", *dirs], capsys)
     assert rc == 0
     assert len(ranking(tmp_path / "agg")) == 2
 
 
 def test_aggregate_missing_shard(tmp_path, capsys, shard_results):
-    root, dirs = shard_results
+    _root, dirs = shard_results
     rc, err = run(["aggregate", "--out", tmp_path / "agg", dirs[0]], capsys)
     assert rc == 2
     assert_one_line_error(err, "2-of-2")
@@ -545,7 +545,7 @@ def test_aggregate_missing_shard(tmp_path, capsys, shard_results):
 
 
 def test_aggregate_empty_shard_folder(tmp_path, capsys, shard_results):
-    root, dirs = shard_results
+    _root, dirs = shard_results
     empty = tmp_path / "3-of-3"
     empty.mkdir()
     gone = tmp_path / "nowhere"
@@ -556,7 +556,7 @@ def test_aggregate_empty_shard_folder(tmp_path, capsys, shard_results):
 
 @pytest.mark.parametrize("content", [b"", b"PAR1 not really parquet", b"\x00" * 100])
 def test_unreadable_parquet(tmp_path, capsys, shard_results, content):
-    root, dirs = shard_results
+    _root, _dirs = shard_results
     broken = tmp_path / "1-of-1"
     broken.mkdir()
     for name in ("fits.parquet", "failures.parquet"):
@@ -593,7 +593,7 @@ def test_domains_bad_model_is_a_failure_row(tmp_path, capsys):
     good = tmp_path / "in" / "good.pdb"
     shutil.copy(GOOD, good)
     out = tmp_path / "out"
-    rc, err = run(["domains", "--out", out, good, cases["nan_atom"][0], cases["cut"][0]],
+    rc, _err = run(["domains", "--out", out, good, cases["nan_atom"][0], cases["cut"][0]],
                   capsys)
     assert rc == 0
     rows = {r["source"]: r["reason"] for r in failures(out)}
@@ -606,7 +606,7 @@ def test_domains_bad_model_is_a_failure_row(tmp_path, capsys):
 def test_composite_bad_subunit_is_a_failure_row(tmp_path, capsys):
     cases = write_bad_candidates(tmp_path / "in")
     out = tmp_path / "out"
-    rc, err = run(["composite", *MAP_ARGS, "--out", out, "--positions", "2", "--rotations", "8",
+    rc, _err = run(["composite", *MAP_ARGS, "--out", out, "--positions", "2", "--rotations", "8",
                    "--iterations", "10", "--clusters", "2", "--refine-iterations", "5",
                    "--max-rounds", "1", GOOD, cases["nan_atom"][0], cases["one_point"][0]],
                   capsys)
