@@ -159,7 +159,8 @@ def default_threshold(data: np.ndarray) -> float:
     Segmented maps are exactly zero outside the segment, so the statistics are taken over the
     non-zero voxels only. The default is the level that keeps the densest half of those voxels
     when the map is segmented (more than 30 % exact zeros), and ``mean + 2 * std`` (about the top
-    2-5 % of an unsegmented box) otherwise. Give the author's level (EMDB recommended contour)
+    2-5 % of an unsegmented box; of the map clipped at :func:`robust_scale` of its absolute
+    values, so that hot voxels do not count) otherwise. Give the author's level (EMDB recommended contour)
     whenever it is known.
     """
     values = data[data != 0]
@@ -167,7 +168,12 @@ def default_threshold(data: np.ndarray) -> float:
         return 0.0
     if values.size < 0.7 * data.size:  # segmented: zero outside the segment
         return float(np.median(values[values > 0])) if np.any(values > 0) else 0.0
-    return float(data.mean() + 2.0 * data.std())
+    # mean and sd in float64 of the map clipped at its robust extremes: a few hot voxels (1e30)
+    # must neither overflow nor move the default level
+    flat = np.abs(data.astype(np.float64).ravel())
+    level = robust_scale(flat[flat > 0], 99.99) if np.any(flat > 0) else 0.0
+    clipped = np.clip(data.astype(np.float64), -level, level)
+    return float(clipped.mean() + 2.0 * clipped.std())
 
 
 MAX_DEFAULT_SIGMA = 10.5
@@ -230,7 +236,7 @@ ROBUST_PERCENTILE = 99.9
 MIN_CLIPPED_VOXELS = 3
 
 
-def robust_scale(values: np.ndarray) -> float:
+def robust_scale(values: np.ndarray, percentile: float = ROBUST_PERCENTILE) -> float:
     """The map's robust maximum: the 99.9th percentile of the footprint ``values``, ignoring
     at least their :data:`MIN_CLIPPED_VOXELS` highest voxels.
 
@@ -241,7 +247,7 @@ def robust_scale(values: np.ndarray) -> float:
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return 0.0
-    k = max(MIN_CLIPPED_VOXELS, int(np.ceil(v.size * (1.0 - ROBUST_PERCENTILE / 100.0))))
+    k = max(MIN_CLIPPED_VOXELS, int(np.ceil(v.size * (1.0 - percentile / 100.0))))
     k = min(k, v.size - 1)
     return float(np.partition(v, v.size - 1 - k)[v.size - 1 - k])
 

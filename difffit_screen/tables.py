@@ -322,6 +322,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         merged["inputs"] = [i for r in records for i in r.get("inputs", [])]
         merged["n_candidates"] = sum(r.get("n_candidates", 0) for r in records)
         merged["n_failures"] = failures.num_rows
+        merged["warnings"] = [w for r in records for w in r.get("warnings", [])]
         merged["significance"] = read_null_summary(ranking)
         per = {k: v for r in records for k, v in r.get("timing", {}).get("per_candidate_s",
                                                                          {}).items()}

@@ -286,6 +286,9 @@ def write_bad_candidates(folder: Path) -> dict[str, tuple[Path, str]]:
     p = folder / "empty.pdb"
     p.write_bytes(b"")
     cases["empty"] = (p, "empty")
+    p = folder / "notgz.pdb.gz"
+    p.write_bytes(GOOD.read_bytes())
+    cases["notgz"] = (p, "corrupt compressed file")
     p = folder / "garbage.cif"
     p.write_bytes(b"data_x\n_atom_site.id\n\x00\x01\x02" * 20)
     cases["garbage"] = (p, "garbage.cif")
@@ -316,7 +319,7 @@ def test_bad_candidates_screen_goes_on(bad_screen):
 
 
 @pytest.mark.parametrize("name", ["nan_atom", "one_atom", "few_atoms", "one_point", "collapsed",
-                                  "cut_in_residue", "cut", "empty", "garbage"])
+                                  "cut_in_residue", "cut", "empty", "garbage", "notgz"])
 def test_bad_candidate_is_a_failure_row(bad_screen, name):
     cases, out, proc = bad_screen
     path, reason = cases[name]
@@ -454,6 +457,31 @@ def test_hot_voxel_does_not_move_score_or_refined_pose(reference_pose, hot):
     assert abs(s1["local_cc"] - s0["local_cc"]) < 0.02
     assert abs(s1["footprint_cc"] - s0["footprint_cc"]) < 0.02
     assert float(np.sqrt(((x1 - x0) ** 2).sum(1).mean())) < 0.2
+
+
+def test_default_threshold_ignores_a_hot_voxel():
+    from difffit_screen.maps import default_threshold
+
+    dmap = read_map(MAP)
+    noisy = dmap.data + np.random.default_rng(0).normal(0, 0.05, dmap.data.shape).astype(
+        np.float32)  # unsegmented: mean + 2 sd
+    hot = noisy.copy()
+    hot[tuple(np.array(hot.shape) // 2)] = 1e30
+    assert np.isfinite(default_threshold(hot))
+    assert default_threshold(hot) == pytest.approx(default_threshold(noisy), rel=0.01)
+
+
+def test_missing_inputs_are_failure_rows(tmp_path, capsys):
+    empty_dir = tmp_path / "nothing"
+    empty_dir.mkdir()
+    out = tmp_path / "out"
+    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST, GOOD, tmp_path / "absent.pdb",
+                   empty_dir, tmp_path / "*.cif"], capsys)
+    assert rc == 0
+    reasons = " | ".join(r["reason"] for r in failures(out))
+    assert "absent.pdb: no such structure file" in reasons
+    assert "holds no PDB/mmCIF files" in reasons
+    assert [r["candidate"] for r in ranking(out)] == ["I7MLV6_D3"]
 
 
 def test_constant_map_is_refused(tmp_path, capsys):
