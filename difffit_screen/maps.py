@@ -160,8 +160,8 @@ def default_threshold(data: np.ndarray) -> float:
     non-zero voxels only. The default is the level that keeps the densest half of those voxels
     when the map is segmented (more than 30 % exact zeros), and ``mean + 2 * std`` (about the top
     2-5 % of an unsegmented box; of the map clipped at :func:`robust_scale` of its absolute
-    values, so that hot voxels do not count) otherwise. Give the author's level (EMDB recommended contour)
-    whenever it is known.
+    values, so that hot voxels do not count) otherwise. Give the author's level (EMDB
+    recommended contour) whenever it is known.
     """
     values = data[data != 0]
     if values.size == 0:

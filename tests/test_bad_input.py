@@ -475,8 +475,8 @@ def test_missing_inputs_are_failure_rows(tmp_path, capsys):
     empty_dir = tmp_path / "nothing"
     empty_dir.mkdir()
     out = tmp_path / "out"
-    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST, GOOD, tmp_path / "absent.pdb",
-                   empty_dir, tmp_path / "*.cif"], capsys)
+    rc, _err = run(["fit", *MAP_ARGS, "--out", out, *FAST, GOOD, tmp_path / "absent.pdb",
+                    empty_dir, tmp_path / "*.cif"], capsys)
     assert rc == 0
     reasons = " | ".join(r["reason"] for r in failures(out))
     assert "absent.pdb: no such structure file" in reasons
