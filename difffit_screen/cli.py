@@ -13,13 +13,14 @@ import sys
 
 from . import __version__
 from .errors import InputError
+from .options import OneLineParser, register_checks, run_checks
 
 log = logging.getLogger("difffit_screen")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of all sub-commands."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="difffit-screen",
         description="Fit and rank atomic structures in a cryo-EM map (batched DiffFit).",
     )
@@ -34,12 +35,13 @@ def build_parser() -> argparse.ArgumentParser:
 # --- fit -------------------------------------------------------------------------------------
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    from .fit import add_fit_arguments
+    from .fit import add_fit_arguments, fit_option_ranges
 
     p = sub.add_parser("fit", help="fit candidates into a map and rank them",
                        description="Fit every candidate (structure files, folders of them, or "
                                    "library shards) into the map and rank them.")
     add_fit_arguments(p)
+    register_checks(p, fit_option_ranges())
     p.set_defaults(handler=_run_fit)
 
 
@@ -52,6 +54,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 # --- report ----------------------------------------------------------------------------------
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
+    from .options import REPORT_RANGES
     from .report import add_report_arguments
 
     p = sub.add_parser("report", help="write the HTML review, top-hit models and a ChimeraX script",
@@ -59,6 +62,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                                    "pictures of the top hits in the density, run record), the top "
                                    "hits as mmCIF in the map frame and top_hits.cxc for ChimeraX.")
     add_report_arguments(p)
+    register_checks(p, REPORT_RANGES)
     p.set_defaults(handler=_run_report)
 
 
@@ -72,11 +76,13 @@ def _run_report(args: argparse.Namespace) -> int:
 
 def _add_domains(sub: argparse._SubParsersAction) -> None:
     from .domains import add_domains_arguments
+    from .options import DOMAINS_RANGES
 
     p = sub.add_parser("domains", help="trim low-pLDDT residues and split models into domains",
                        description="Split predicted models (or any structures) into compact "
                                    "domain candidates <name>_D<n>.cif, using PAE when given.")
     add_domains_arguments(p)
+    register_checks(p, DOMAINS_RANGES)
     p.set_defaults(handler=_run_domains)
 
 
@@ -90,12 +96,14 @@ def _run_domains(args: argparse.Namespace) -> int:
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     from .library import add_fetch_arguments
+    from .options import FETCH_RANGES
 
     p = sub.add_parser("fetch", help="fetch a candidate library into a cache, write its manifest",
                        description="Fetch AlphaFold DB models (accessions or a UniProt proteome), "
                                    "RCSB entries (split into chains) and local files into a "
                                    "shared cache; write the manifest and the failures table.")
     add_fetch_arguments(p)
+    register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch)
 
 
@@ -107,11 +115,13 @@ def _run_fetch(args: argparse.Namespace) -> int:
 
 def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
     from .library import add_fetch_map_arguments
+    from .options import FETCH_RANGES
 
     p = sub.add_parser("fetch-map", help="download an EMDB map and its resolution/contour",
                        description="Download an EMDB map; read its resolution and recommended "
                                    "contour from the EMDB API unless given.")
     add_fetch_map_arguments(p)
+    register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch_map)
 
 
@@ -122,6 +132,7 @@ def _run_fetch_map(args: argparse.Namespace) -> int:
 
 
 def _add_pack(sub: argparse._SubParsersAction) -> None:
+    from .options import PACK_RANGES
     from .store import add_pack_arguments
 
     p = sub.add_parser("pack", help="pack a fetched library into balanced shard files",
@@ -129,6 +140,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
                                    "as domains, or both) into the given shard Parquet files, "
                                    "balanced by atom count.")
     add_pack_arguments(p)
+    register_checks(p, PACK_RANGES)
     p.set_defaults(handler=_run_pack)
 
 
@@ -142,6 +154,7 @@ def _run_pack(args: argparse.Namespace) -> int:
 
 def _add_prepare_map(sub: argparse._SubParsersAction) -> None:
     from .fit import add_map_arguments
+    from .options import MAP_RANGES
 
     p = sub.add_parser("prepare-map", help="prepare a map once for every shard of a screen",
                        description="Threshold, remove islands, normalise and smooth a map; "
@@ -149,6 +162,7 @@ def _add_prepare_map(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--map", required=True, help="target map (.mrc/.map/.ccp4, optionally .gz)")
     p.add_argument("--out", required=True, help="prepared map (.npz)")
     add_map_arguments(p)
+    register_checks(p, MAP_RANGES)
     p.set_defaults(handler=_run_prepare_map)
 
 
@@ -157,13 +171,21 @@ def _run_prepare_map(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .fit import prepare_from_args
-    from .maps import save_prepared
+    from .maps import ContourError, save_prepared
+    from .outputs import prepare_output_dir, write_text
 
-    prep = prepare_from_args(args)
-    path = save_prepared(prep, args.out)
+    out = Path(args.out)
+    if out.is_dir():
+        raise InputError(f"--out {out}: is a folder; give the prepared map's file name (.npz)")
+    prepare_output_dir(out.parent)
+    try:
+        prep = prepare_from_args(args)
+    except ContourError as exc:
+        raise exc.with_advice(None, "") from None
+    path = save_prepared(prep, out)
     summary = {"threshold": prep.threshold, "resolution": prep.resolution,
                "sigmas": list(prep.sigmas), "negative": prep.negative, **prep.info}
-    Path(str(path) + ".json").write_text(json.dumps(summary, indent=2))
+    write_text(str(path) + ".json", json.dumps(summary, indent=2))
     print(f"prepared {prep.raw.path}: threshold {prep.threshold:g}, resolution "
           f"{prep.resolution:g} Å, {prep.info['voxels_in_footprint']} footprint voxels -> {path}",
           file=sys.stderr)
@@ -171,20 +193,26 @@ def _run_prepare_map(args: argparse.Namespace) -> int:
 
 
 def _add_aggregate(sub: argparse._SubParsersAction) -> None:
+    from .options import AGGREGATE_RANGES
+
     p = sub.add_parser("aggregate", help="merge shard results into one ranking",
                        description="Merge shard folders (fits/failures/run.json) into "
                                    "OUT/ranking.parquet, fits.parquet, failures.parquet.")
     p.add_argument("--out", required=True, help="results folder")
     p.add_argument("--failures", nargs="*", default=[],
                    help="failure tables of earlier stages (fetch, pack) to include")
+    p.add_argument("--expect", type=int, default=None,
+                   help="number of shard folders the screen has: fewer (or more) is an error "
+                        "(folders named <i>-of-<N> are checked for all N anyway)")
     p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
+    register_checks(p, AGGREGATE_RANGES)
     p.set_defaults(handler=_run_aggregate)
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
     from .tables import aggregate_results
 
-    paths = aggregate_results(args.shards, args.out, args.failures)
+    paths = aggregate_results(args.shards, args.out, args.failures, expect=args.expect)
     print(f"aggregated {len(args.shards)} shard(s) -> {paths['ranking']}", file=sys.stderr)
     return 0
 
@@ -192,13 +220,14 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 # --- composite -------------------------------------------------------------------------------
 
 def _add_composite(sub: argparse._SubParsersAction) -> None:
-    from .composite import add_composite_arguments
+    from .composite import add_composite_arguments, composite_option_ranges
 
     p = sub.add_parser("composite", help="place several subunits (and copies) into one map",
                        description="Fit subunits into a map of the whole complex in rounds: "
                                    "accept significant non-clashing placements, zero their "
                                    "density, refit the rest on the residual map.")
     add_composite_arguments(p)
+    register_checks(p, composite_option_ranges())
     p.set_defaults(handler=_run_composite)
 
 
@@ -243,12 +272,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        run_checks(args)
         return int(args.handler(args) or 0)
     except InputError as exc:
-        print(f"difffit-screen {args.command}: error: {exc}", file=sys.stderr)
+        print(f"difffit-screen {args.command}: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         return 130
+    except Exception as exc:  # a bug: one line, the traceback only with -v
+        log.debug("unexpected error", exc_info=True)
+        print(f"difffit-screen {args.command}: internal error: {type(exc).__name__}: "
+              f"{one_line(str(exc))} (run with -v for the traceback)", file=sys.stderr)
+        return 1
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks collapsed, so that an error is always one line."""
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -71,6 +71,8 @@ import pyarrow as pa
 from .errors import InputError
 from .fit import FitParams, fit_candidates, iter_candidates, software_versions
 from .maps import (
+    VOLUME_PER_ATOM_A3,
+    ContourError,
     DensityMap,
     PreparedMap,
     default_sigmas,
@@ -78,11 +80,29 @@ from .maps import (
     read_map,
     write_map,
 )
+from .options import FRACTION, MAP_RANGES, Range, count, dataclass_ranges
+from .outputs import atomic_write, prepare_output_dir, remove_previous_outputs, write_text
 from .scores import FootprintCorrelation
 from .structures import Atoms, apply_matrix, atomic_numbers, select_atoms, to_gemmi
-from .tables import FITS_SCHEMA, rank_candidates, table_from_rows, write_table
+from .tables import FAILURES_SCHEMA, FITS_SCHEMA, rank_candidates, table_from_rows, write_table
+from .validate import MIN_ATOMS, check_atoms
 
 log = logging.getLogger(__name__)
+
+
+def _rng(default, rng: Range):
+    """A dataclass field with ``default`` and its accepted range (see :mod:`.options`)."""
+    return field(default=default, metadata={"range": rng})
+
+
+def composite_option_ranges() -> dict:
+    """Accepted ranges of the ``composite`` options (dataclass metadata, search and map)."""
+    fit = dataclass_ranges(FitParams)
+    search = {k: fit[k] for k in ("positions", "rotations", "iterations", "refine_iterations",
+                                  "max_search_atoms", "seed")}
+    maps = {k: MAP_RANGES[k] for k in ("threshold", "resolution", "sigmas")}
+    return {**maps, **search, "clusters": fit["refine_top"],
+            **dataclass_ranges(CompositeParams)}
 
 
 @dataclass
@@ -96,19 +116,19 @@ class CompositeParams:
         positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
         models=0, deepen_hits=0))
     copies: dict = field(default_factory=dict)
-    max_rounds: int = 6
-    clash_fraction: float = 0.10
-    clash_distance: float = 3.0
-    min_inside: float = 0.8
-    min_score: float = -1.0  # off
-    min_z: float = 3.0
-    min_spread: float = 0.005
-    rel_best: float = 0.5
-    zero_level: float = 0.3
-    stop_footprint: float = 0.07
+    max_rounds: int = _rng(6, count(1, 1000))
+    clash_fraction: float = _rng(0.10, FRACTION)
+    clash_distance: float = _rng(3.0, Range(0.0, 100.0, lo_open=True, unit="Å"))
+    min_inside: float = _rng(0.8, FRACTION)
+    min_score: float = _rng(-1.0, Range(-1.0, 1.0))  # -1: off
+    min_z: float = _rng(3.0, Range(-1e6, 1e6))
+    min_spread: float = _rng(0.005, Range(0.0, 10.0))
+    rel_best: float = _rng(0.5, Range(-10.0, 10.0))
+    zero_level: float = _rng(0.3, Range(0.0, 1.0, lo_open=True))
+    stop_footprint: float = _rng(0.07, FRACTION)
     sigmas: tuple | None = None  # default: maps.default_sigmas(resolution)
-    negative: float = -0.5
-    min_island_volume: float = 200.0
+    negative: float = _rng(-0.5, MAP_RANGES["negative"])
+    min_island_volume: float = _rng(200.0, MAP_RANGES["min_island_volume"])
 
 
 @dataclass
@@ -123,6 +143,11 @@ class Placement:
     row: dict
     ca: np.ndarray  # (n, 3) posed CA (or all) atoms
 
+
+COMPOSITE_OUTPUTS = ("assembly.cif", "assembly.json", "residual.mrc", "rounds.parquet",
+                     "fits.parquet", "ranking.parquet", "failures.parquet", "composite.cxc",
+                     "run.json")
+"""Files ``composite`` writes into its output folder (a reused folder loses these, only)."""
 
 ROUNDS_SCHEMA = pa.schema([
     pa.field("round", pa.int32()), pa.field("subunit", pa.string()),
@@ -279,6 +304,7 @@ class CompositeResult:
     threshold: float = 0.0
     resolution: float = 0.0
     sigmas: tuple = ()
+    failures: list = field(default_factory=list)
 
 
 def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositeParams,
@@ -445,8 +471,8 @@ def write_assembly(result: CompositeResult, subunits: dict[str, Atoms], path: Pa
                       gemmi.cif.quote(" ".join(f"{v:.5f}" for v in p.matrix))])
     if map_path:
         block.set_pair("_difffit_composite.map", gemmi.cif.quote(map_path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc.write_file(str(path))
+    with atomic_write(path) as tmp:
+        doc.write_file(str(tmp))
     return path
 
 
@@ -467,7 +493,7 @@ def write_composite_cxc(path: Path, map_file: str | None, threshold: float,
               f"open {cxc_quote(rel_path(residual.resolve(), path.parent.resolve()))}",
               f"volume #3 level {threshold:.6g} style mesh color gray",
               "hide #3 models", "view"]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -476,20 +502,43 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
                   resolution: float | None = None, progress: bool | None = None
                   ) -> CompositeResult:
     """Read the map and subunits, composite, and write every output to ``out_dir``."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_output_dir(out_dir)
+    remove_previous_outputs(out, COMPOSITE_OUTPUTS)
     dmap = read_map(map_path)
     subunits: dict[str, Atoms] = {}
-    for name, _source, item in iter_candidates(inputs, params.fit):
-        if isinstance(item, Exception):
-            raise InputError(str(item))
+    failures: list[dict] = []
+    for name, source, item in iter_candidates(inputs, params.fit):
+        reason = str(item) if isinstance(item, Exception) else None
+        if reason is None:
+            try:
+                check_atoms(item, source)
+                select = select_atoms(item, params.fit.atoms)
+                if int(select.sum()) < MIN_ATOMS:
+                    reason = (f"{source}: too few atoms to fit in atom set "
+                              f"'{params.fit.atoms}' ({int(select.sum())})")
+            except Exception as exc:
+                reason = f"{source}: {type(exc).__name__}: {exc}"
+        if reason is not None:
+            log.warning("skipped subunit %s: %s", name, reason)
+            failures.append({"candidate": name, "source": source, "stage": "read",
+                             "reason": reason})
+            continue
         subunits[name] = item
+    write_table(table_from_rows(failures, FAILURES_SCHEMA), out / "failures.parquet")
     if not subunits:
-        raise InputError("no subunits given")
-    result = composite(dmap, subunits, params, threshold, resolution, progress)
+        raise InputError("no usable subunits" + (": " + "; ".join(f["reason"] for f in failures)
+                                                 if failures else " given"))
+    try:
+        result = composite(dmap, subunits, params, threshold, resolution, progress)
+    except ContourError as exc:
+        volumes = [len(a) * VOLUME_PER_ATOM_A3 for a in subunits.values()]
+        raise exc.with_advice(float(np.median(volumes)), "the subunits (median)") from None
+    result.failures = failures
     thr, res = result.threshold, result.resolution
     assembly = write_assembly(result, subunits, out / "assembly.cif", str(map_path))
-    residual = write_map(out / "residual.mrc", result.residual)
+    with atomic_write(out / "residual.mrc") as tmp:
+        write_map(tmp, result.residual)
+    residual = out / "residual.mrc"
     write_table(table_from_rows(result.decisions, ROUNDS_SCHEMA), out / "rounds.parquet")
     fits_rows = []
     for p in result.placements:
@@ -518,8 +567,9 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
                    "fit": asdict(params.fit)},
         "versions": software_versions(),
     }
-    (out / "assembly.json").write_text(json.dumps(info, indent=2, default=str))
-    (out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+    info["failures"] = failures
+    write_text(out / "assembly.json", json.dumps(info, indent=2, default=str))
+    write_text(out / "run.json", json.dumps(info, indent=2, default=str))
     return result
 
 
@@ -586,9 +636,6 @@ def run_composite_command(args: argparse.Namespace) -> int:
                     refine_iterations=args.refine_iterations,
                     max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
                     models=0, deepen_hits=0)
-    for name in ("positions", "rotations", "iterations", "clusters", "max_rounds"):
-        if getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     params = CompositeParams(fit=fit, copies=parse_copies(args.copies),
                              max_rounds=args.max_rounds, clash_fraction=args.clash_fraction,
                              clash_distance=args.clash_distance, min_inside=args.min_inside,
@@ -598,6 +645,7 @@ def run_composite_command(args: argparse.Namespace) -> int:
                              sigmas=tuple(args.sigmas) if args.sigmas else None)
     from .fit import map_settings
 
+    prepare_output_dir(args.out)
     threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
     res = run_composite(args.map, args.inputs, args.out, params, threshold, resolution,
                         args.progress)
@@ -608,6 +656,9 @@ def run_composite_command(args: argparse.Namespace) -> int:
     print(f"placed {len(res.placements)} copies ({copies}"
           f") in {res.rounds} round(s), {res.stop_reason}; {res.seconds:.1f} s -> {args.out}",
           file=sys.stderr)
+    for f in res.failures:
+        print(f"difffit-screen composite: skipped {f['candidate']}: {f['reason']}",
+              file=sys.stderr)
     for n, k in res.missing.items():
         print(f"difffit-screen composite: {k} requested copies of {n} not placed",
               file=sys.stderr)

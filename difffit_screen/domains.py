@@ -50,6 +50,7 @@ import json
 import logging
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -857,7 +858,10 @@ def write_domain_table(rows: list[dict], path: str | os.PathLike) -> Path:
     arrays = {c: pa.array(v, type=pa.int64() if c in int_cols else
                           pa.float64() if c in float_cols else pa.string())
               for c, v in cols.items()}
-    pq.write_table(pa.table(arrays), path)
+    from .outputs import atomic_write
+
+    with atomic_write(path) as tmp:
+        pq.write_table(pa.table(arrays), tmp)
     return path
 
 
@@ -943,35 +947,77 @@ def split_model_file(path: Path, pae_dir: str | None = None, plddt_min: float | 
 
 
 def run_domains_command(args) -> int:
-    """Handler of ``difffit-screen domains``: split models, write domains and the table."""
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Handler of ``difffit-screen domains``: split models, write domains and the table.
+
+    A model that cannot be read or split is a row of ``failures.parquet`` (and a line on
+    stderr) and the rest go on; the exit status is 2 only when no model could be split. Domain
+    files are named by :func:`~difffit_screen.outputs.safe_name` and written atomically; a
+    reused ``--out`` first loses the domain files its previous ``domains.parquet`` lists (never
+    an input) and that table.
+    """
+    from .outputs import atomic_write, prepare_output_dir, safe_name
+    from .structures import write_structure
+    from .tables import FAILURES_SCHEMA, table_from_rows, write_table
+
+    if args.min_size > args.max_size:
+        raise InputError(f"--min-size {args.min_size} is larger than --max-size {args.max_size}")
+    out = prepare_output_dir(args.out)
     paths = expand_model_paths(args.models)
     if not paths:
         raise InputError("no structure files among the MODEL arguments")
+    remove_previous_domains(out, paths)
     predicted = {"auto": None, "yes": True, "no": False}[args.predicted]
     plddt_min = args.plddt_min if args.plddt_min >= 0 else None
-    rows, per_model, failed = [], [], 0
+    rows, per_model, failures = [], [], []
     for path in paths:
         try:
             doms, pae_file = split_model_file(path, args.pae_dir, plddt_min, predicted,
                                               min_size=args.min_size, max_size=args.max_size,
                                               ncut_max=args.ncut_max)
-        except InputError as exc:
-            log.warning("skipping %s", exc)
-            failed += 1
+        except Exception as exc:  # InputError or anything unexpected: a failure row
+            reason = str(exc) if isinstance(exc, InputError) else \
+                f"{path}: cannot split ({type(exc).__name__}: {exc})"
+            log.debug("%s not split", path, exc_info=True)
+            print(f"difffit-screen domains: skipped {path}: {reason}", file=sys.stderr)
+            failures.append({"candidate": Path(path).name, "source": str(path),
+                             "stage": "domains", "reason": reason})
             continue
         per_model.append(len(doms))
         for dom in doms:
-            target = out / f"{dom.name}.cif"
+            target = out / f"{safe_name(dom.name)}.cif"
             if not args.no_write_models:
-                from .structures import write_structure
-
-                write_structure(dom, target)
+                with atomic_write(target) as tmp:
+                    write_structure(dom, tmp)
             rows.append(domain_row(dom, str(target) if not args.no_write_models else "",
                                    pae_file))
     write_domain_table(rows, out / "domains.parquet")
-    summary = summarize_domains(len(paths), per_model, [r["n_residues"] for r in rows], failed)
+    write_table(table_from_rows(failures, FAILURES_SCHEMA), out / "failures.parquet")
+    summary = summarize_domains(len(paths), per_model, [r["n_residues"] for r in rows],
+                                len(failures))
     print(format_summary(summary))
     print(f"wrote {out / 'domains.parquet'}")
-    return 0 if failed < len(paths) else 2
+    return 0 if len(failures) < len(paths) else 2
+
+
+def remove_previous_domains(out: Path, inputs: list[Path]) -> None:
+    """Remove what a previous ``domains`` run wrote into ``out``: the domain files its
+    ``domains.parquet`` lists (inside ``out``, never one of ``inputs``) and its tables."""
+    table = out / "domains.parquet"
+    if not table.is_file():
+        return
+    keep = {p.resolve() for p in inputs}
+    try:
+        import pyarrow.parquet as pq
+
+        listed = [p for p in pq.read_table(table, columns=["path"]).column("path").to_pylist()
+                  if p]
+    except Exception:
+        listed = []
+    root = out.resolve()
+    for p in listed:
+        f = Path(p).resolve()
+        if f.parent == root and f not in keep and f.suffix == ".cif" and f.is_file():
+            f.unlink()
+    for name in ("domains.parquet", "failures.parquet"):
+        if (out / name).is_file() and (out / name).resolve() not in keep:
+            (out / name).unlink()

@@ -49,8 +49,36 @@ from .annotations import row_annotation
 from .cluster import cluster_poses
 from .devices import describe_device, format_device, label_device
 from .errors import InputError
-from .maps import DensityMap, PreparedMap, file_sha256, load_prepared, prepare_map, read_map
+from .maps import (
+    MIN_ENCLOSED_FRACTION,
+    VOLUME_PER_ATOM_A3,
+    ContourError,
+    DensityMap,
+    PreparedMap,
+    contour_advice,
+    file_sha256,
+    load_prepared,
+    prepare_map,
+    read_map,
+)
 from .optimise import VolumeSampler, optimise_placements, resolve_device
+from .options import (
+    FRACTION,
+    MAP_RANGES,
+    SEED,
+    Range,
+    check_exclusive,
+    check_value,
+    count,
+    dataclass_ranges,
+)
+from .outputs import (
+    atomic_write,
+    prepare_output_dir,
+    remove_previous_outputs,
+    safe_name,
+    write_text,
+)
 from .placements import sample_positions, sample_rotations
 from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
@@ -71,6 +99,7 @@ from .tables import (
     table_from_rows,
     write_table,
 )
+from .validate import MIN_ATOMS, check_atoms
 
 log = logging.getLogger(__name__)
 
@@ -78,31 +107,40 @@ SCORE_COLUMN = {"segment": "footprint_cc", "whole": "local_cc"}
 """The ranking ``score`` of each map kind (see :mod:`difffit_screen.scores`)."""
 
 
+def _rng(default, rng: Range):
+    """A dataclass field with ``default`` and its accepted range (see :mod:`.options`)."""
+    return field(default=default, metadata={"range": rng})
+
+
 @dataclass
 class FitParams:
-    """Search, refinement and scoring parameters (defaults are the documented defaults)."""
+    """Search, refinement and scoring parameters (defaults are the documented defaults).
 
-    positions: int = 10
-    rotations: int = 64
-    iterations: int = 80
+    Each numeric field carries its accepted range as ``metadata["range"]``
+    (:class:`~difffit_screen.options.Range`), checked on the command line before any work.
+    """
+
+    positions: int = _rng(10, count(1, 100_000))
+    rotations: int = _rng(64, count(1, 1_000_000))
+    iterations: int = _rng(80, count(1, 100_000))
     atoms: str = "all"
-    max_search_atoms: int = 200
-    lr_trans: float = 1.0
-    refine_top: int = 8
-    refine_iterations: int = 80
-    refine_lr: float = 0.3
-    cluster_shift: float = 3.0
-    cluster_angle: float = 6.0
-    min_inside: float = 0.1
-    seed: int = 0
+    max_search_atoms: int = _rng(200, count(1, 10_000_000))
+    lr_trans: float = _rng(1.0, Range(0.0, 100.0, lo_open=True, unit="Å"))
+    refine_top: int = _rng(8, count(1, 10_000))
+    refine_iterations: int = _rng(80, count(0, 100_000))
+    refine_lr: float = _rng(0.3, Range(0.0, 100.0, lo_open=True, unit="Å"))
+    cluster_shift: float = _rng(3.0, Range(0.0, 1000.0, lo_open=True, unit="Å"))
+    cluster_angle: float = _rng(6.0, Range(0.0, 180.0, lo_open=True, unit="degrees"))
+    min_inside: float = _rng(0.1, FRACTION)
+    seed: int = _rng(0, SEED)
     device: str = "auto"
-    max_samples: int = 0  # 0 = auto: 3e6 atom samples per batch on CPU, 3e7 on CUDA
-    bucket_window: int = 64
+    max_samples: int = _rng(0, count(0, 10**12))  # 0 = auto: 3e6 per batch on CPU, 3e7 on CUDA
+    bucket_window: int = _rng(64, count(1, 1_000_000))
     map_kind: str = "whole"
-    deepen_hits: int = 4
-    deepen_factor: int = 7
-    deepen_ratio: float = 1.5
-    models: int = 1
+    deepen_hits: int = _rng(4, count(0, 1_000_000))
+    deepen_factor: int = _rng(7, count(1, 1000))
+    deepen_ratio: float = _rng(1.5, Range(0.0, 1e6))
+    models: int = _rng(1, count(0, 10_000))
     keep_hydrogens: bool = False
     keep_waters: bool = False
     keep_ligands: bool = False
@@ -156,18 +194,19 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
     for item in inputs:
         p = Path(item)
         if p.suffix == ".parquet":
-            from .store import read_shard
+            from .store import iter_shard_checked
 
             try:
-                shard = read_shard(p)
+                for member, atoms in iter_shard_checked(p):
+                    name = unique(member)
+                    if isinstance(atoms, Exception):
+                        yield name, f"{p}::{member}", atoms
+                        continue
+                    atoms.name = name
+                    atoms.source = f"{p}::{atoms.name}"
+                    yield name, atoms.source, atoms
             except InputError as exc:
                 yield unique(p.stem), str(p), exc
-                continue
-            for atoms in shard:
-                name = unique(atoms.name)
-                atoms.name = name
-                atoms.source = f"{p}::{atoms.name}"
-                yield name, atoms.source, atoms
             continue
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.is_file() and is_structure_file(f))
@@ -187,17 +226,28 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
                 atoms = read_structure(f, name=name, keep_hydrogens=params.keep_hydrogens,
                                        keep_waters=params.keep_waters,
                                        keep_ligands=params.keep_ligands)
-                yield name, str(f), atoms
             except InputError as exc:
                 yield name, str(f), exc
+                continue
+            except Exception as exc:  # never lose the screen to one odd file
+                yield name, str(f), InputError(f"{f}: cannot read structure "
+                                               f"({type(exc).__name__}: {exc})")
+                continue
+            yield name, str(f), atoms
 
 
 def prepare_candidate(atoms: Atoms, prep: PreparedMap, params: FitParams) -> _Prepared:
-    """Select, centre and subsample a candidate's atoms; raise :class:`InputError` if unusable."""
+    """Select, centre and subsample a candidate's atoms; raise :class:`InputError` if unusable
+    (:func:`~difffit_screen.validate.check_atoms`: non-finite coordinates, too few atoms, a
+    degenerate spread; no atoms in the atom set; far bigger than the map)."""
+    check_atoms(atoms, atoms.source or atoms.name)
     mask = select_atoms(atoms, params.atoms)
     n = int(mask.sum())
     if n == 0:
         raise InputError(f"{atoms.source or atoms.name}: no atoms in atom set '{params.atoms}'")
+    if n < MIN_ATOMS:
+        raise InputError(f"{atoms.source or atoms.name}: too few atoms to fit in atom set "
+                         f"'{params.atoms}' ({n}; at least {MIN_ATOMS} needed)")
     xyz = atoms.xyz[mask].astype(np.float64)
     centroid = xyz.mean(0)
     centred = xyz - centroid
@@ -359,8 +409,15 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
         t0 = time.perf_counter()
         try:
             results = _search_batch(batch, sampler, starts_pos, starts_rot, params)
-        except Exception as exc:  # keep the screen going; record every candidate of the batch
+        except Exception as exc:  # keep the screen going: retry one by one, then record
             log.debug("search failed:\n%s", traceback.format_exc())
+            if len(batch) > 1:
+                items = list(batch)
+                batch.clear()
+                for c in items:
+                    batch.append(c)
+                    flush()
+                return
             for c in batch:
                 outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
                                          "stage": "fit", "reason": f"search failed: {exc}"})
@@ -411,9 +468,12 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
             continue
         try:
             cand = prepare_candidate(item, prep, params)
-        except InputError as exc:
+        except Exception as exc:  # InputError, or anything unexpected: a failure row
+            reason = str(exc) if isinstance(exc, InputError) else \
+                f"{source}: cannot prepare candidate ({type(exc).__name__}: {exc})"
+            log.debug("%s: not prepared", name, exc_info=True)
             outcome.failures.append({"candidate": name, "source": source, "stage": "read",
-                                     "reason": str(exc)})
+                                     "reason": reason})
             bar.update(1)
             continue
         pending.append(cand)
@@ -493,17 +553,48 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: Prep
 
 # --- output --------------------------------------------------------------------------------
 
-def write_models(outcome: FitOutcome, candidates: dict[str, Atoms], out_dir: Path,
-                 per_candidate: int) -> None:
-    """Write the best ``per_candidate`` clusters of each candidate as mmCIF in the map frame."""
+FIT_OUTPUTS = ("fits.parquet", "ranking.parquet", "failures.parquet", "run.json")
+"""Files a fit run writes into ``--out`` (and ``models/<name>_c<k>.cif``)."""
+MODEL_FILE = r".+_c[0-9]+\.cif(\.part)?"
+
+
+def model_file_name(candidate: str, cluster_rank: int) -> str:
+    """File name of a fitted model: the sanitised candidate name (no path separators, bounded
+    length, :func:`~difffit_screen.outputs.safe_name`) and the cluster rank."""
+    return f"{safe_name(candidate)}_c{cluster_rank}.cif"
+
+
+def plan_models(outcome: FitOutcome, candidates: dict[str, Atoms], out_dir: Path,
+                per_candidate: int) -> list[dict]:
+    """Set ``model_path`` of the rows whose model will be written; return those rows."""
     if per_candidate <= 0:
-        return
+        return []
+    rows = []
     for row in outcome.fits:
         if row["cluster_rank"] > per_candidate or row["candidate"] not in candidates:
             continue
-        path = out_dir / "models" / f"{row['candidate']}_c{row['cluster_rank']}.cif"
-        write_structure(candidates[row["candidate"]], path, np.asarray(row["matrix"]))
-        row["model_path"] = str(path)
+        row["model_path"] = str(out_dir / "models" / model_file_name(row["candidate"],
+                                                                     row["cluster_rank"]))
+        rows.append(row)
+    return rows
+
+
+def write_models(rows: list[dict], candidates: dict[str, Atoms]) -> list[str]:
+    """Write the planned models (mmCIF in the map frame), each atomically.
+
+    A model that cannot be written gets ``model_path`` None; returns one warning per such model.
+    """
+    problems = []
+    for row in rows:
+        path = Path(row["model_path"])
+        try:
+            with atomic_write(path) as tmp:
+                write_structure(candidates[row["candidate"]], tmp, np.asarray(row["matrix"]))
+        except Exception as exc:  # disk full, odd characters: the tables stay complete
+            row["model_path"] = None
+            problems.append(f"{row['candidate']}: model not written to {path} "
+                            f"({type(exc).__name__}: {exc})")
+    return problems
 
 
 def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -522,39 +613,65 @@ def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
 def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: FitParams,
             progress: bool | None = None) -> tuple[FitOutcome, dict]:
-    """Fit ``inputs`` into ``prep`` and write ``fits``, ``ranking``, ``failures``, ``run.json``.
+    """Fit ``inputs`` into ``prep`` and write ``fits``, ``ranking``, ``failures``, models and
+    ``run.json``.
 
-    Returns the outcome and the run record.
+    The output folder is checked and created first (:func:`~difffit_screen.outputs.
+    prepare_output_dir`), and the files of a previous run in it (:data:`FIT_OUTPUTS` and
+    ``models/*_c<k>.cif``, nothing else) are removed, so results of two runs never mix. The
+    tables are written before the models and ``run.json`` last, each file atomically: a
+    complete ``run.json`` marks a complete run. Returns the outcome and the run record.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = prepare_output_dir(out_dir, ["models"] if params.models > 0 else [])
+    removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
+                                      keep=[i for i in inputs if Path(i).exists()])
+    if removed:
+        log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
     t0 = time.perf_counter()
     kept: dict[str, Atoms] = {}
     input_records: list[dict] = []
     device = describe_device(resolve_device(params.device), params.device)
     log.info("%s", format_device(device))
+    warnings: list[dict] = []
+    volumes: list[float] = []
 
     def tracked() -> Iterator[tuple[str, str, object]]:
         for name, source, item in iter_candidates(inputs, params):
             if isinstance(item, Atoms):
                 if params.models > 0:
                     kept[name] = item
+                volumes.append(len(item) * VOLUME_PER_ATOM_A3)
+                for w in item.meta.get("warnings") or []:
+                    warnings.append({"candidate": name, "warning": str(w)})
                 if "::" not in source:
-                    input_records.append({"candidate": name, "path": source,
-                                          "sha256": file_sha256(source)})
+                    try:
+                        sha = file_sha256(source)
+                    except OSError:
+                        sha = None
+                    input_records.append({"candidate": name, "path": source, "sha256": sha})
             yield name, source, item
 
     outcome = fit_candidates(prep, tracked(), params, progress=progress,
                              n_total=count_candidates(inputs))
-    write_models(outcome, kept, out_dir, params.models)
+    contour = contour_warning(prep, volumes)
+    if contour:
+        warnings.append({"candidate": None, "warning": contour})
+    model_rows = plan_models(outcome, kept, out_dir, params.models)
     fits = table_from_rows(outcome.fits, FITS_SCHEMA)
     ranking = rank_candidates(fits)
     from .significance import add_significance, read_null_summary
 
     ranking = add_significance(ranking)
+    write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
     write_table(fits, out_dir / "fits.parquet")
     write_table(ranking, out_dir / "ranking.parquet")
-    write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
+    problems = write_models(model_rows, kept)
+    if problems:  # the tables must not name models that are not there
+        warnings += [{"candidate": None, "warning": p} for p in problems]
+        fits = table_from_rows(outcome.fits, FITS_SCHEMA)
+        ranking = add_significance(rank_candidates(fits))
+        write_table(fits, out_dir / "fits.parquet")
+        write_table(ranking, out_dir / "ranking.parquet")
     total = time.perf_counter() - t0
     record = {
         "command": "fit",
@@ -568,6 +685,7 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
                                                if k not in ("map_path", "map_sha256")}},
         "inputs": input_records,
         "significance": read_null_summary(ranking),
+        "warnings": warnings,
         "versions": software_versions(),
         "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
         "timing": {"total_s": total, "search_s": outcome.search_seconds,
@@ -575,8 +693,24 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
                    "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
                    "search_samples": outcome.search_samples},
     }
-    (out_dir / "run.json").write_text(json.dumps(record, indent=2, default=_json_default))
+    write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
     return outcome, record
+
+
+def contour_warning(prep: PreparedMap, volumes: list[float]) -> str | None:
+    """A warning when the contour encloses less than :data:`~difffit_screen.maps.
+    MIN_ENCLOSED_FRACTION` of the candidates' (median) molecular volume, with a level to try."""
+    if not volumes:
+        return None
+    molecular = float(np.median(volumes))
+    enclosed = float(prep.info.get("footprint_volume_a3") or 0.0)
+    if enclosed >= MIN_ENCLOSED_FRACTION * molecular:
+        return None
+    voxel_volume = float(np.prod(prep.raw.voxel_size))
+    what = "the candidate" if len(volumes) == 1 else f"the median of {len(volumes)} candidates"
+    return (f"{prep.raw.path or 'map'}: " + contour_advice(
+        prep.raw.data, prep.threshold, voxel_volume, enclosed, molecular, what)
+        + " (fits into so little density are unreliable)")
 
 
 def _json_default(obj: object) -> object:
@@ -600,10 +734,22 @@ def add_map_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sigmas", type=float, nargs="+", default=None,
                    help="Gaussian smoothing levels in Å (default: s/3, 2s/3, s with s = the "
                         "resolution capped at 10.5 Å)")
-    g.add_argument("--negative", type=float, default=-0.5,
-                   help="loss value outside the density footprint (default -0.5)")
-    g.add_argument("--min-island-volume", type=float, default=200.0,
-                   help="drop connected density islands smaller than this (Å³, default 200)")
+    g.add_argument("--negative", type=float, default=None,
+                   help=f"loss value outside the density footprint (default {DEFAULT_NEGATIVE})")
+    g.add_argument("--min-island-volume", type=float, default=None,
+                   help=f"drop connected density islands smaller than this (Å³, default "
+                        f"{DEFAULT_MIN_ISLAND_VOLUME:g})")
+
+
+MAP_OPTIONS = ("threshold", "resolution", "meta", "sigmas", "negative", "min_island_volume")
+"""Options that prepare a map: meaningless (refused) together with ``--prepared``."""
+DEFAULT_NEGATIVE = -0.5
+DEFAULT_MIN_ISLAND_VOLUME = 200.0
+
+
+def fit_option_ranges() -> dict:
+    """Accepted ranges of the ``fit`` options (:class:`FitParams` metadata and map options)."""
+    return {**MAP_RANGES, **dataclass_ranges(FitParams)}
 
 
 def map_settings(threshold: float | None, resolution: float | None,
@@ -618,23 +764,36 @@ def map_settings(threshold: float | None, resolution: float | None,
             raise InputError(f"{meta_path}: map metadata file not found")
         try:
             info = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
+        except OSError as exc:
+            raise InputError(f"{meta_path}: cannot read map metadata ({exc.strerror})") from None
+        if not isinstance(info, dict):
+            raise InputError(f"{meta_path}: map metadata must be a JSON object with "
+                             f"'resolution' and 'contour', not {type(info).__name__}")
+        for key, rng in (("contour", MAP_RANGES["threshold"]),
+                         ("resolution", MAP_RANGES["resolution"])):
+            if info.get(key) is not None:
+                check_value(f"{meta_path}: '{key}'", info[key], rng)
         threshold = threshold if threshold is not None else info.get("contour")
         resolution = resolution if resolution is not None else info.get("resolution")
-    return threshold, resolution
+    return (None if threshold is None else float(threshold),
+            None if resolution is None else float(resolution))
 
 
 def prepare_from_args(args: argparse.Namespace) -> PreparedMap:
     """Read and prepare the map named by ``--map`` (or load ``--prepared``)."""
     if getattr(args, "prepared", None):
+        check_exclusive(args, "prepared", MAP_OPTIONS)
         return load_prepared(args.prepared)
     threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
     dmap: DensityMap = read_map(args.map)
+    negative = DEFAULT_NEGATIVE if args.negative is None else args.negative
+    min_island = (DEFAULT_MIN_ISLAND_VOLUME if args.min_island_volume is None
+                  else args.min_island_volume)
     return prepare_map(dmap, threshold=threshold, resolution=resolution,
                        sigmas=tuple(args.sigmas) if args.sigmas else None,
-                       negative=args.negative,
-                       min_island_volume=args.min_island_volume)
+                       negative=negative, min_island_volume=min_island)
 
 
 def add_fit_arguments(p: argparse.ArgumentParser) -> None:
@@ -702,6 +861,22 @@ def add_fit_arguments(p: argparse.ArgumentParser) -> None:
                    help="progress lines in the log: done/total, rate, ETA, device (default on)")
 
 
+def median_molecular_volume(inputs: list[str], params: FitParams, limit: int = 50
+                            ) -> float | None:
+    """Median molecular volume (Å³, :data:`VOLUME_PER_ATOM_A3` per heavy atom) of the first
+    ``limit`` readable candidates of ``inputs`` (None if none can be read)."""
+    volumes = []
+    try:
+        for _name, _source, item in iter_candidates(inputs, params):
+            if isinstance(item, Atoms):
+                volumes.append(len(item) * VOLUME_PER_ATOM_A3)
+                if len(volumes) >= limit:
+                    break
+    except Exception:
+        log.debug("molecular volume not estimated", exc_info=True)
+    return float(np.median(volumes)) if volumes else None
+
+
 def params_from_args(args: argparse.Namespace) -> FitParams:
     """Collect :class:`FitParams` from parsed arguments."""
     names = FitParams.__dataclass_fields__
@@ -711,18 +886,22 @@ def params_from_args(args: argparse.Namespace) -> FitParams:
 def run_fit_command(args: argparse.Namespace) -> int:
     """Handler of ``difffit-screen fit``; exit status 1 only when nothing could be fitted."""
     params = params_from_args(args)
-    for name in ("positions", "rotations", "iterations", "max_search_atoms"):
-        if getattr(params, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be at least 1")
     try:
         resolve_device(params.device)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    prep = prepare_from_args(args)
+    prepare_output_dir(args.out, ["models"] if params.models > 0 else [])
+    try:
+        prep = prepare_from_args(args)
+    except ContourError as exc:
+        volume = median_molecular_volume(args.inputs, params)
+        raise exc.with_advice(volume, "the candidates (median)") from None
     outcome, record = run_fit(prep, args.inputs, args.out, params, progress=args.progress)
     n_fit = len({r["candidate"] for r in outcome.fits})
     for f in outcome.failures:
         print(f"difffit-screen fit: skipped {f['candidate']}: {f['reason']}", file=sys.stderr)
+    for w in record["warnings"]:
+        print(f"difffit-screen fit: warning: {w['warning']}", file=sys.stderr)
     print(f"fitted {n_fit} candidate(s), {len(outcome.failures)} failure(s) in "
           f"{record['timing']['total_s']:.1f} s -> {args.out}", file=sys.stderr)
     return 0 if n_fit > 0 else 1

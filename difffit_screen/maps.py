@@ -159,15 +159,21 @@ def default_threshold(data: np.ndarray) -> float:
     Segmented maps are exactly zero outside the segment, so the statistics are taken over the
     non-zero voxels only. The default is the level that keeps the densest half of those voxels
     when the map is segmented (more than 30 % exact zeros), and ``mean + 2 * std`` (about the top
-    2-5 % of an unsegmented box) otherwise. Give the author's level (EMDB recommended contour)
-    whenever it is known.
+    2-5 % of an unsegmented box; of the map clipped at :func:`robust_scale` of its absolute
+    values, so that hot voxels do not count) otherwise. Give the author's level (EMDB
+    recommended contour) whenever it is known.
     """
     values = data[data != 0]
     if values.size == 0:
         return 0.0
     if values.size < 0.7 * data.size:  # segmented: zero outside the segment
         return float(np.median(values[values > 0])) if np.any(values > 0) else 0.0
-    return float(data.mean() + 2.0 * data.std())
+    # mean and sd in float64 of the map clipped at its robust extremes: a few hot voxels (1e30)
+    # must neither overflow nor move the default level
+    flat = np.abs(data.astype(np.float64).ravel())
+    level = robust_scale(flat[flat > 0], 99.99) if np.any(flat > 0) else 0.0
+    clipped = np.clip(data.astype(np.float64), -level, level)
+    return float(clipped.mean() + 2.0 * clipped.std())
 
 
 MAX_DEFAULT_SIGMA = 10.5
@@ -201,7 +207,8 @@ class PreparedMap:
         The combined loss volume on a grid padded by ``pad`` voxels on every side (negative value
         outside the footprint, weighted sum of the smoothing levels).
     refine_volume : DensityMap
-        The raw map divided by the normalisation scale (not thresholded, not smoothed), padded
+        The raw map clipped at the robust level (:func:`robust_scale`) and divided by it (not
+        thresholded, not smoothed), padded
         with zeros on the same grid: the objective of the local refinement (the mean map value
         at the atoms, as ChimeraX ``fitmap`` maximises).
     threshold, resolution, negative : float
@@ -223,6 +230,91 @@ class PreparedMap:
     sigmas: tuple
     weights: tuple
     info: dict = field(default_factory=dict)
+
+
+ROBUST_PERCENTILE = 99.9
+MIN_CLIPPED_VOXELS = 3
+
+
+def robust_scale(values: np.ndarray, percentile: float = ROBUST_PERCENTILE) -> float:
+    """The map's robust maximum: the 99.9th percentile of the footprint ``values``, ignoring
+    at least their :data:`MIN_CLIPPED_VOXELS` highest voxels.
+
+    The ranking score, the refinement and the normalisation all read the map clipped at this
+    level (:func:`clip_map`), so a few hot voxels or a spike (1000, 1e30 in a map whose
+    density reaches 5) cannot dominate the correlation or pull the refined pose.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if v.size == 0:
+        return 0.0
+    k = max(MIN_CLIPPED_VOXELS, int(np.ceil(v.size * (1.0 - percentile / 100.0))))
+    k = min(k, v.size - 1)
+    return float(np.partition(v, v.size - 1 - k)[v.size - 1 - k])
+
+
+def clip_map(data: np.ndarray, level: float) -> np.ndarray:
+    """``data`` clipped to ``[-level, level]`` (float32): the robustly scaled map."""
+    return np.clip(data, -level, level).astype(np.float32, copy=False)
+
+
+def scaled_map(prep: PreparedMap) -> np.ndarray:
+    """The prepared map's raw values clipped at its robust level (see :func:`robust_scale`);
+    what the ranking score and the refinement read."""
+    level = prep.info.get("clip_level")
+    if level is None:  # prepared by an older version: recompute
+        level = robust_scale(prep.raw.data[prep.mask])
+    return clip_map(prep.raw.data, float(level))
+
+
+VOLUME_PER_ATOM_A3 = 18.0
+"""Å³ of molecular volume per heavy atom."""
+MIN_ENCLOSED_FRACTION = 0.2
+"""A contour enclosing less than this fraction of the candidates' molecular volume is too
+high: the run warns, and says which level would enclose it."""
+
+
+class ContourError(InputError):
+    """The contour leaves no usable density; carries what is needed to suggest a level."""
+
+    def __init__(self, message: str, data: np.ndarray, threshold: float, voxel_volume: float,
+                 enclosed_a3: float):
+        super().__init__(message)
+        self.base_message = message
+        self.data = data
+        self.threshold = threshold
+        self.voxel_volume = voxel_volume
+        self.enclosed_a3 = enclosed_a3
+
+    def with_advice(self, molecular_volume_a3: float | None, what: str) -> InputError:
+        """The same error, with the enclosed volume against ``molecular_volume_a3`` and a
+        suggested level."""
+        return InputError(self.base_message + "; " + contour_advice(
+            self.data, self.threshold, self.voxel_volume, self.enclosed_a3,
+            molecular_volume_a3, what))
+
+
+def level_enclosing(data: np.ndarray, volume_a3: float, voxel_volume: float) -> float:
+    """The contour level above which ``volume_a3`` Å³ of the map lies (its k-th highest voxel)."""
+    k = int(np.clip(round(volume_a3 / voxel_volume), 1, data.size))
+    flat = np.asarray(data, dtype=np.float64).ravel()
+    return float(np.partition(flat, flat.size - k)[flat.size - k])
+
+
+def contour_advice(data: np.ndarray, threshold: float, voxel_volume: float, enclosed_a3: float,
+                   molecular_volume_a3: float | None, what: str = "the candidates") -> str:
+    """One sentence: what the contour encloses against a molecular volume, and a level to try.
+
+    Without a molecular volume (``prepare-map``), a 100-residue domain (about 800 heavy atoms)
+    is the reference.
+    """
+    if not molecular_volume_a3:
+        molecular_volume_a3 = 800 * VOLUME_PER_ATOM_A3
+        what = "a 100-residue domain"
+    level = level_enclosing(data, molecular_volume_a3, voxel_volume)
+    return (f"the contour {threshold:g} encloses {enclosed_a3:,.0f} Å³, "
+            f"{enclosed_a3 / molecular_volume_a3:.0%} of the molecular volume of {what} "
+            f"({molecular_volume_a3:,.0f} Å³ at {VOLUME_PER_ATOM_A3:g} Å³ per heavy atom): the "
+            f"contour is too high; try --threshold {level:.4g}, which encloses that volume")
 
 
 def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
@@ -255,8 +347,9 @@ def prepare_map(
     """Prepare a map for fitting (DiffFit paper §3.1.2, with Å units and one combined volume).
 
     Steps: threshold; drop face-connected islands smaller than ``min_island_volume`` Å³;
-    normalise to ``[0, 1]`` by the 99.9th percentile inside the footprint (robust to hot voxels,
-    clipped at 1); set ``negative`` outside the footprint (level 0); smooth level 0 with each
+    normalise to ``[0, 1]`` by the robust maximum of the footprint (:func:`robust_scale`: its
+    99.9th percentile, ignoring at least its 3 highest voxels; clipped at 1);
+    set ``negative`` outside the footprint (level 0); smooth level 0 with each
     Gaussian ``sigma`` (Å, not voxels) so that the negative margin becomes a slope that points
     back into the density; and precompute ``level0 + sum_j w_j level_j`` as one loss volume.
     Trilinear sampling is linear in voxel values, so sampling the combined volume once per atom
@@ -290,7 +383,9 @@ def prepare_map(
     Raises
     ------
     InputError
-        If no voxel is left above the threshold.
+        If no voxel is left above the threshold, the threshold is below every voxel, or the map
+        (or the density above the threshold) is constant; :class:`ContourError` when no
+        connected density of ``min_island_volume`` is left.
     """
     data = dmap.data
     name = dmap.path or "map"
@@ -305,19 +400,33 @@ def prepare_map(
         weights = tuple(1.0 for _ in sigmas)
     if len(weights) != len(sigmas):
         raise InputError(f"{len(weights)} smoothing weights given for {len(sigmas)} levels")
+    if not np.isfinite(threshold):
+        raise InputError(f"{name}: threshold {threshold:g} is not a finite number")
+    lo_value, hi_value = float(data.min()), float(data.max())
+    if hi_value - lo_value <= 1e-6 * max(abs(hi_value), abs(lo_value), 1e-30):
+        raise InputError(f"{name}: the map is constant (every voxel is {hi_value:g}): there is "
+                         f"no density to fit into")
     mask = data > threshold
     if not mask.any():
         raise InputError(f"{name}: threshold {threshold:g} leaves no voxel (map max "
-                         f"{float(data.max()):g})")
+                         f"{hi_value:g})")
+    if mask.all():
+        raise InputError(f"{name}: threshold {threshold:g} is below every voxel (map min "
+                         f"{lo_value:g}): the contour encloses the whole box; give the "
+                         f"author's contour level")
     voxel_volume = float(np.prod(dmap.voxel_size))
     min_vox = int(np.ceil(min_island_volume / voxel_volume))
     n_before = int(mask.sum())
     mask = remove_small_islands(mask, min_vox)
     if not mask.any():
-        raise InputError(f"{name}: no connected density of at least {min_island_volume:g} Å³ "
-                         f"above threshold {threshold:g}")
+        raise ContourError(
+            f"{name}: no connected density of at least {min_island_volume:g} Å³ above threshold "
+            f"{threshold:g}", data, threshold, voxel_volume, n_before * voxel_volume)
     inside = data[mask]
-    scale = float(np.percentile(inside, 99.9))
+    if float(inside.max() - inside.min()) <= 1e-6 * max(abs(float(inside.max())), 1e-30):
+        raise InputError(f"{name}: the density above threshold {threshold:g} is constant "
+                         f"({float(inside.max()):g}): no contrast to fit to")
+    scale = robust_scale(inside)
     if scale <= 0:
         raise InputError(f"{name}: density above threshold {threshold:g} is not positive")
     normalised = np.where(mask, np.clip(data / scale, 0.0, 1.0), 0.0).astype(np.float32)
@@ -344,6 +453,8 @@ def prepare_map(
         "voxels_in_footprint": int(mask.sum()),
         "footprint_volume_a3": float(mask.sum() * voxel_volume),
         "normalisation_scale": scale,
+        "clip_level": scale,
+        "voxels_clipped": int((np.abs(data) > scale).sum()),
         "min_voxel": vmin,
     }
     return PreparedMap(
@@ -352,7 +463,7 @@ def prepare_map(
         normalised=normalised,
         loss_volume=DensityMap(combined, dmap.voxel_size, padded_origin),
         refine_volume=DensityMap(
-            np.pad((data / scale).astype(np.float32), [(p, p) for p in pad]),
+            np.pad((clip_map(data, scale) / scale).astype(np.float32), [(p, p) for p in pad]),
             dmap.voxel_size, padded_origin),
         threshold=threshold,
         resolution=float(resolution),
@@ -365,13 +476,20 @@ def prepare_map(
 
 def save_prepared(prep: PreparedMap, path: str | os.PathLike) -> Path:
     """Save a prepared map as a compressed ``.npz`` (everything needed to fit and report)."""
-    import json
+
+    from .outputs import atomic_write
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part.npz")
+    with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+        _save_npz(fh, prep)
+    return path
+
+
+def _save_npz(fh, prep: PreparedMap) -> None:
+    import json
+
     np.savez_compressed(
-        tmp,
+        fh,
         raw=prep.raw.data, voxel_size=prep.raw.voxel_size, origin=prep.raw.origin,
         mask=prep.mask, normalised=prep.normalised,
         loss=prep.loss_volume.data, refine=prep.refine_volume.data,
@@ -382,8 +500,6 @@ def save_prepared(prep: PreparedMap, path: str | os.PathLike) -> Path:
             "weights": list(prep.weights), "info": prep.info, "path": prep.raw.path,
         })),
     )
-    os.replace(tmp, path)
-    return path
 
 
 def load_prepared(path: str | os.PathLike) -> PreparedMap:
@@ -406,5 +522,6 @@ def load_prepared(path: str | os.PathLike) -> PreparedMap:
             negative=params["negative"], sigmas=tuple(params["sigmas"]),
             weights=tuple(params["weights"]), info=params["info"],
         )
-    except (KeyError, ValueError, OSError) as exc:
-        raise InputError(f"{path}: not a prepared map ({exc})") from None
+    except Exception as exc:  # KeyError, ValueError, OSError, BadZipFile, EOFError, zlib.error
+        raise InputError(f"{path}: not a prepared map, or a truncated one "
+                         f"({type(exc).__name__}: {exc})") from None

@@ -318,8 +318,11 @@ def load_store_candidate(shard: str, member: str, base: Path | None,
 
 
 def safe_filename(name: str) -> str:
-    """Return ``name`` with characters other than letters, digits, ``._-`` replaced by ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name) or "candidate"
+    """A file-name stem for ``name``: :func:`difffit_screen.outputs.safe_name` (no path
+    separators or ``..``, bounded length with a hash suffix)."""
+    from .outputs import safe_name
+
+    return safe_name(name)
 
 
 def export_top_hits(ranking: pa.Table, out_dir: Path, top: int,

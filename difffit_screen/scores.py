@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .maps import DensityMap, PreparedMap
+from .maps import DensityMap, PreparedMap, scaled_map
 
 VOLUME_PER_ATOM_A3 = 18.0
 
@@ -87,7 +87,8 @@ class FootprintCorrelation:
     def __init__(self, prep: PreparedMap):
         self.prep = prep
         self.raw = prep.raw
-        vals = prep.raw.data[prep.mask].astype(np.float64)
+        self.values = scaled_map(prep)  # raw map clipped robustly: a hot voxel cannot dominate
+        vals = self.values[prep.mask].astype(np.float64)
         self.fp_n = vals.size
         self.fp_sx = float(vals.sum())
         self.fp_sxx = float((vals * vals).sum())
@@ -151,7 +152,7 @@ class FootprintCorrelation:
         if np.all(b > a):
             src = tuple(slice(a[i], b[i]) for i in range(3))
             dst = tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))
-            target[dst] = self.raw.data[src]
+            target[dst] = self.values[src]
             mask[dst] = self.prep.mask[src]
         env = self.envelope(sim, len(xyz))
         union = mask | env

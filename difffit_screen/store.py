@@ -195,6 +195,70 @@ def iter_shard(path: str | os.PathLike, batch_size: int = 64) -> Iterator[Atoms]
         yield from table_to_atoms(pa.Table.from_batches([batch]))
 
 
+def iter_shard_checked(path: str | os.PathLike, batch_size: int = 64
+                       ) -> Iterator[tuple[str, Atoms | InputError]]:
+    """Yield ``(candidate, Atoms | InputError)`` for every row of a shard, each row checked.
+
+    A row that cannot be unpacked (a coordinate list cut short, arrays of different lengths)
+    or fails :func:`~difffit_screen.validate.check_atoms` is yielded as an ``InputError``
+    naming ``<shard>::<candidate>`` and the reason; the other rows are unaffected. A shard
+    that cannot be opened raises ``InputError``; one that breaks while being read yields one
+    error for its unread rest.
+    """
+    from .validate import check_atoms
+
+    batches = iter_shard_batches(path, batch_size)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except InputError:
+            raise
+        except Exception as exc:  # a corrupt row group: report the rest of the shard
+            yield Path(path).stem, InputError(f"{path}: corrupt shard, rows not read ({exc})")
+            return
+        try:
+            unpacked = table_to_atoms(batch)
+        except Exception:  # a bad row: unpack row by row to isolate it
+            unpacked = []
+            for i in range(batch.num_rows):
+                row = batch.slice(i, 1)
+                name = str(row.column("candidate")[0])
+                try:
+                    n_atoms = len(row.column("element")[0])
+                    n_xyz = len(row.column("xyz")[0])
+                    if n_xyz != 3 * n_atoms:
+                        raise ValueError(f"coordinate list has {n_xyz} values for {n_atoms} "
+                                         f"atoms, {3 * n_atoms} expected")
+                    unpacked += table_to_atoms(row)
+                except Exception as exc:
+                    yield name, InputError(f"{path}::{name}: corrupt library row "
+                                           f"({type(exc).__name__}: {exc})")
+        for atoms in unpacked:
+            try:
+                check_atoms(atoms, f"{path}::{atoms.name}", fittable=False)
+            except InputError as exc:
+                yield atoms.name, exc
+                continue
+            yield atoms.name, atoms
+
+
+def iter_shard_batches(path: str | os.PathLike, batch_size: int = 64) -> Iterator[pa.RecordBatch]:
+    """Yield the record batches of a shard file (raises ``InputError`` if it is not one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: shard file not found")
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as exc:
+        raise InputError(f"{path}: not a Parquet shard ({exc})") from None
+    missing = [f.name for f in STORE_SCHEMA if f.name not in pf.schema_arrow.names]
+    if missing:
+        raise InputError(f"{path}: not a library shard (missing columns {missing})")
+    yield from pf.iter_batches(batch_size=batch_size, columns=STORE_SCHEMA.names)
+
+
 def read_shard_index(path: str | os.PathLike) -> pa.Table:
     """The provenance and name columns of a shard (no atom arrays): cheap to read."""
     names = pq.read_schema(path).names

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from .errors import InputError
+from .validate import check_atoms, check_compressed, check_file_end
 
 ATOM_SETS = ("all", "backbone", "ca")
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz",
@@ -115,7 +116,8 @@ def read_structure(
     Raises
     ------
     InputError
-        If the file is missing, unparsable, or holds no atoms after filtering.
+        If the file is missing, unparsable, truncated, or holds no usable atoms after filtering
+        (see :mod:`difffit_screen.validate`); suspicious files get ``meta["warnings"]``.
     """
     path = Path(path)
     if not path.exists():
@@ -148,6 +150,7 @@ def read_structure_annotated(
         raise InputError(f"{path}: structure file not found")
     if path.stat().st_size == 0:
         raise InputError(f"{path}: structure file is empty")
+    check_compressed(path)  # gemmi reads a truncated .gz silently as a fragment
     block = None
     try:
         if is_mmcif_path(path):
@@ -164,6 +167,10 @@ def read_structure_annotated(
                              keep_waters, keep_ligands)
     if len(atoms) == 0:
         raise InputError(f"{path}: no atoms (after removing hydrogens, waters and ligands)")
+    check_atoms(atoms, str(path), fittable=False)  # non-finite coordinates: InputError
+    warnings = check_file_end(path, atoms, st)  # cut at a line boundary: InputError or warnings
+    if warnings:
+        atoms.meta["warnings"] = warnings
     try:
         annotations = read_header_annotations(path, block)
     except Exception:  # a header we cannot read must not lose the candidate

@@ -16,12 +16,15 @@ quaternion; ``translation`` is ``t``; ``centroid_xyz`` is where the fitted candi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from .errors import InputError
 
 SCHEMA_VERSION = "1"
 
@@ -153,21 +156,44 @@ def table_from_rows(rows: Iterable[dict], schema: pa.Schema) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: str | os.PathLike) -> Path:
-    """Write a table as zstd Parquet, atomically (``.part`` then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
-    return path
+    """Write a table as zstd Parquet, atomically (:func:`~difffit_screen.outputs.atomic_write`)."""
+    from .outputs import atomic_write
+
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return Path(path)
 
 
 def read_table(path: str | os.PathLike, schema: pa.Schema | None = None) -> pa.Table:
-    """Read a Parquet table, cast to ``schema`` when given."""
-    table = pq.read_table(path)
+    """Read a Parquet table, cast to ``schema`` when given.
+
+    Raises
+    ------
+    InputError
+        The file is missing, not Parquet, corrupt, or its columns cannot be cast to ``schema``
+        (one line naming the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: table not found" if not path.exists()
+                         else f"{path}: not a file")
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # ArrowInvalid, OSError, ...: a corrupt or foreign file
+        raise InputError(f"{path}: not a readable Parquet table ({_first_line(exc)})") from None
     if schema is not None:
-        table = conform(table, schema)
+        try:
+            table = conform(table, schema)
+        except Exception as exc:  # ArrowInvalid, ArrowNotImplementedError, TypeError
+            name = (schema.metadata or {}).get(b"difffit_screen.table", b"expected").decode()
+            raise InputError(f"{path}: columns do not match the {name} table "
+                             f"({_first_line(exc)})") from None
     return table
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -219,8 +245,53 @@ def concat_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pa.T
     return pa.concat_tables(tables)
 
 
+SHARD_NAME = re.compile(r"^(\d+)-of-(\d+)$")
+SHARD_FILES = ("fits.parquet", "failures.parquet")
+
+
+def check_shard_dirs(dirs: Sequence[Path], expect: int | None = None) -> None:
+    """Refuse an incomplete set of shard folders, naming what is missing.
+
+    Every folder must exist and hold :data:`SHARD_FILES`; with ``expect`` there must be that
+    many folders; folders named ``<i>-of-<N>`` must be all ``N`` of them, each once.
+
+    Raises
+    ------
+    InputError
+        One line naming the missing or empty shard folder(s).
+    """
+    if expect is not None and len(dirs) != expect:
+        raise InputError(f"aggregate expects {expect} shard folder(s) (--expect) but was "
+                         f"given {len(dirs)}")
+    bad = []
+    for d in dirs:
+        if not d.is_dir():
+            bad.append(f"{d} (missing)")
+        else:
+            lacking = [f for f in SHARD_FILES if not (d / f).is_file()]
+            if lacking:
+                bad.append(f"{d} (no {' or '.join(lacking)}: empty or unfinished shard)")
+    if bad:
+        raise InputError(f"{len(bad)} of {len(dirs)} shard folder(s) cannot be aggregated: "
+                         + "; ".join(bad))
+    named = [SHARD_NAME.match(d.name) for d in dirs]
+    if named and all(named):
+        totals = {int(m.group(2)) for m in named}
+        indices = [int(m.group(1)) for m in named]
+        if len(totals) == 1:
+            n = totals.pop()
+            base = 0 if 0 in indices else 1
+            absent = sorted(set(range(base, base + n)) - set(indices))
+            if absent:
+                raise InputError("shard folder(s) missing: " + ", ".join(
+                    f"{i}-of-{n}" for i in absent) + f" (given {len(dirs)} of {n})")
+        if len({d.resolve() for d in dirs}) != len(dirs):
+            raise InputError("a shard folder is given twice")
+
+
 def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
-                      extra_failures: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+                      extra_failures: Sequence[str | os.PathLike] = (),
+                      expect: int | None = None) -> dict[str, Path]:
     """Merge per-shard results into one screen's ``fits``, ``ranking`` and ``failures`` tables.
 
     Each shard folder holds ``fits.parquet`` and ``failures.parquet`` (and ``run.json``);
@@ -233,11 +304,13 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
 
     out = Path(out_dir)
     dirs = [Path(d) for d in shard_dirs]
-    fits = concat_tables([d / "fits.parquet" for d in dirs if (d / "fits.parquet").exists()],
-                         FITS_SCHEMA)
-    failures = concat_tables(
-        [d / "failures.parquet" for d in dirs if (d / "failures.parquet").exists()]
-        + [Path(p) for p in extra_failures if Path(p).exists()], FAILURES_SCHEMA)
+    check_shard_dirs(dirs, expect)
+    fits = concat_tables([d / "fits.parquet" for d in dirs], FITS_SCHEMA)
+    missing = [str(p) for p in extra_failures if not Path(p).is_file()]
+    if missing:
+        raise InputError(f"failure table(s) not found: {', '.join(missing)}")
+    failures = concat_tables([d / "failures.parquet" for d in dirs]
+                             + [Path(p) for p in extra_failures], FAILURES_SCHEMA)
     ranking = rank_candidates(fits)
     from .significance import add_significance, read_null_summary
 
@@ -245,7 +318,14 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
     paths = {"fits": write_table(fits, out / "fits.parquet"),
              "ranking": write_table(ranking, out / "ranking.parquet"),
              "failures": write_table(failures, out / "failures.parquet")}
-    records = [json.loads((d / "run.json").read_text()) for d in dirs if (d / "run.json").exists()]
+    records = []
+    for d in dirs:
+        if (d / "run.json").exists():
+            try:
+                records.append(json.loads((d / "run.json").read_text()))
+            except (OSError, ValueError) as exc:
+                raise InputError(f"{d / 'run.json'}: cannot read the shard's run record "
+                                 f"({_first_line(exc)})") from None
     if records:
         merged = dict(records[0])
         merged["command"] = "aggregate"
@@ -253,6 +333,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
         merged["inputs"] = [i for r in records for i in r.get("inputs", [])]
         merged["n_candidates"] = sum(r.get("n_candidates", 0) for r in records)
         merged["n_failures"] = failures.num_rows
+        merged["warnings"] = [w for r in records for w in r.get("warnings", [])]
         merged["significance"] = read_null_summary(ranking)
         per = {k: v for r in records for k, v in r.get("timing", {}).get("per_candidate_s",
                                                                          {}).items()}
@@ -263,6 +344,8 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
                             "search_s": search_s, "per_candidate_s": per,
                             "search_samples": samples,
                             "samples_per_s": samples / max(search_s, 1e-9)}
-        (out / "run.json").write_text(json.dumps(merged, indent=2))
+        from .outputs import write_text
+
+        write_text(out / "run.json", json.dumps(merged, indent=2))
         paths["run"] = out / "run.json"
     return paths

@@ -1,0 +1,135 @@
+"""Output files and folders: atomic writes, the output folder checked before any work, and the
+files of a previous run in a reused folder removed (only files this tool writes).
+
+Every output file is written to ``<name>.part`` beside it and renamed into place
+(:func:`atomic_write`), so that a killed or failed run never leaves a half-written file under a
+final name. Output folders are checked and created before the fit starts
+(:func:`prepare_output_dir`): ``--out`` being a file, under a file, unwritable, or a sub-folder
+such as ``models/`` being a file is one line, exit status 2, before any work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from .errors import InputError
+
+MAX_NAME_BYTES = 120
+"""File-name stems longer than this (in UTF-8 bytes) are cut and get a hash suffix."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> with atomic_write("out/table.parquet") as tmp:  # doctest: +SKIP
+    ...     pq.write_table(table, tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
+    """A file-name stem for a candidate name: no path separators, no ``..``, bounded length.
+
+    Characters other than letters, digits, ``.``, ``_`` and ``-`` become ``_``; leading dots
+    are dropped (no hidden files, no ``..``); a name that changed, or is longer than
+    ``max_bytes``, gets an 8-character sha1 suffix of the original name, so that two different
+    names never share a file.
+    """
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", name).lstrip(".")
+    clean = re.sub(r"\.{2,}", "_", clean)
+    if clean == name and len(clean.encode()) <= max_bytes and clean:
+        return clean
+    digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{(clean or 'candidate')[: max_bytes - 9]}_{digest}"
+
+
+def prepare_output_dir(out: str | os.PathLike, subdirs: Sequence[str] = (),
+                       option: str = "--out") -> Path:
+    """Check and create an output folder (and ``subdirs``) before any work.
+
+    Raises
+    ------
+    InputError
+        ``out`` is a file, lies under a file, cannot be created or written, or a sub-folder
+        is a file (one line naming the path).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option} {out}: is a file, not a folder")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"{option} {out}: {parent} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{option} {out}: cannot create the folder ({exc.strerror})") from None
+    for name in subdirs:
+        sub = out / name
+        if sub.exists() and not sub.is_dir():
+            raise InputError(f"{option} {out}: {sub} is a file, not a folder")
+        try:
+            sub.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{option} {out}: cannot create {sub} ({exc.strerror})") from None
+    probe = out / f".difffit-screen-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"{option} {out}: folder is not writable ({exc.strerror})") from None
+    return out
+
+
+def remove_previous_outputs(out: str | os.PathLike, names: Sequence[str],
+                            patterns: Sequence[tuple[str, str]] = (),
+                            keep: Sequence[str | os.PathLike] = ()) -> list[Path]:
+    """Remove the files a previous run of this tool wrote into a reused output folder.
+
+    Only the given file ``names`` (and their ``.part`` leftovers) and, in each ``(folder,
+    regex)`` of ``patterns``, the files whose names match ``regex`` are removed: files of
+    the user's own are never touched, nor any path in ``keep`` (the run's inputs) or inside
+    a folder of ``keep``. Returns the removed paths.
+    """
+    out = Path(out)
+    kept = [Path(k).resolve() for k in keep]
+    removed = []
+    targets = [out / n for n in names] + [out / (n + ".part") for n in names]
+    for folder, regex in patterns:
+        d = out / folder
+        if d.is_dir():
+            rx = re.compile(regex)
+            targets += [f for f in d.iterdir() if rx.fullmatch(f.name)]
+    for f in targets:
+        r = f.resolve()
+        if any(r == k or k in r.parents for k in kept):
+            continue
+        if f.is_file() or f.is_symlink():
+            f.unlink()
+            removed.append(f)
+    return removed
