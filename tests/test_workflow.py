@@ -416,6 +416,16 @@ def test_demo_config_ranks_the_pacrg_paralogs_first(tmp_path):
     assert (ranking["qvalue"].head(2) <= floor_q * 1.001).all() and floor_q < 1e-4
     assert (ranking["qvalue"].iloc[2:] > 0.05).all()
     assert (tmp_path / "results" / "report" / "index.html").is_file()
+    # named from their AlphaFold headers: ranking, top_hits.tsv, report, Snakemake report items
+    for row in ranking.head(2).itertuples():
+        assert row.name.lower() == "parkin co-regulated protein", row
+        assert row.organism.lower().startswith("tetrahymena thermophila") and row.taxid == 312017
+        assert row.url == f"https://alphafold.ebi.ac.uk/entry/{row.candidate.split('_')[0]}"
+    top = (tmp_path / "results" / "top_hits.tsv").read_text().lower()
+    assert top.count("parkin co-regulated protein") == 2
+    page = (tmp_path / "results" / "report" / "index.html").read_text().lower()
+    assert "parkin co-regulated protein" in page and "alphafold.ebi.ac.uk/entry/i7mlv6" in page
+    assert len(list((tmp_path / "results" / "report" / "hits").glob("rank*.png"))) == 10
 
 
 # --- config without leaks, one-line errors ------------------------------------------------------
@@ -526,13 +536,3 @@ def test_init_local_profile_paths_with_spaces_and_the_snakemake_report(tmp_path)
         assert "<td>I7M" in z.read(table).decode()
     assert any(n.endswith("/index.html") and "report/data" in n for n in names), names
     assert any(n.endswith(".cxc") for n in names) and any(n.endswith(".cif") for n in names)
-    # named from their AlphaFold headers: ranking, top_hits.tsv, report, Snakemake report items
-    for row in ranking.head(2).itertuples():
-        assert row.name.lower() == "parkin co-regulated protein", row
-        assert row.organism.lower().startswith("tetrahymena thermophila") and row.taxid == 312017
-        assert row.url == f"https://alphafold.ebi.ac.uk/entry/{row.candidate.split('_')[0]}"
-    top = (tmp_path / "results" / "top_hits.tsv").read_text().lower()
-    assert top.count("parkin co-regulated protein") == 2
-    page = (tmp_path / "results" / "report" / "index.html").read_text().lower()
-    assert "parkin co-regulated protein" in page and "alphafold.ebi.ac.uk/entry/i7mlv6" in page
-    assert len(list((tmp_path / "results" / "report" / "hits").glob("rank*.png"))) == 10
