@@ -119,11 +119,6 @@ def read_structure(
         If the file is missing, unparsable, truncated, or holds no usable atoms after filtering
         (see :mod:`difffit_screen.validate`); suspicious files get ``meta["warnings"]``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: structure file not found")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: structure file is empty")
     atoms, _ = read_structure_annotated(path, name, keep_hydrogens, keep_waters, keep_ligands)
     return atoms
 
