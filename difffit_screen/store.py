@@ -178,20 +178,7 @@ def read_shard(path: str | os.PathLike) -> list[Atoms]:
 
 def iter_shard(path: str | os.PathLike, batch_size: int = 64) -> Iterator[Atoms]:
     """Yield the candidates of a shard file, reading ``batch_size`` rows at a time."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: shard file not found")
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as exc:
-        raise InputError(f"{path}: not a Parquet shard ({exc})") from None
-    names = pf.schema_arrow.names
-    missing = [f.name for f in STORE_SCHEMA if f.name not in names
-               and f.name not in ANNOTATION_KEYS]  # older shards have no name columns
-    if missing:
-        raise InputError(f"{path}: not a library shard (missing columns {missing})")
-    for batch in pf.iter_batches(batch_size=batch_size,
-                                 columns=[n for n in STORE_SCHEMA.names if n in names]):
+    for batch in iter_shard_batches(path, batch_size):
         yield from table_to_atoms(pa.Table.from_batches([batch]))
 
 
@@ -245,7 +232,10 @@ def iter_shard_checked(path: str | os.PathLike, batch_size: int = 64
 
 
 def iter_shard_batches(path: str | os.PathLike, batch_size: int = 64) -> Iterator[pa.RecordBatch]:
-    """Yield the record batches of a shard file (raises ``InputError`` if it is not one)."""
+    """Yield the record batches of a shard file (raises ``InputError`` if it is not one).
+
+    Shards written before the name columns (``ANNOTATION_KEYS``) existed are read without them.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: shard file not found")
@@ -253,10 +243,13 @@ def iter_shard_batches(path: str | os.PathLike, batch_size: int = 64) -> Iterato
         pf = pq.ParquetFile(path)
     except Exception as exc:
         raise InputError(f"{path}: not a Parquet shard ({exc})") from None
-    missing = [f.name for f in STORE_SCHEMA if f.name not in pf.schema_arrow.names]
+    names = pf.schema_arrow.names
+    missing = [f.name for f in STORE_SCHEMA if f.name not in names
+               and f.name not in ANNOTATION_KEYS]  # older shards have no name columns
     if missing:
         raise InputError(f"{path}: not a library shard (missing columns {missing})")
-    yield from pf.iter_batches(batch_size=batch_size, columns=STORE_SCHEMA.names)
+    yield from pf.iter_batches(batch_size=batch_size,
+                               columns=[n for n in STORE_SCHEMA.names if n in names])
 
 
 def read_shard_index(path: str | os.PathLike) -> pa.Table:
