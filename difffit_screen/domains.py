@@ -75,7 +75,6 @@ DEFAULT_PAE_RESOLUTION = 1.0
 DEFAULT_PAE_METHOD = "louvain"
 PREDICTED_MARKERS = ("alphafold", "afdb", "colabfold", "esmfold", "predicted", "af-")
 PAE_NAME = re.compile(r"^AF-(?P<acc>[^-]+)-F(?P<frag>\d+)-predicted_aligned_error(_v\d+)?\.json$")
-RANGE_TEXT = re.compile(r"^(.*):(-?\d+)-(-?\d+)$")
 MODEL_NAME = re.compile(r"^AF-(?P<acc>[^-]+)-F\d+-model(_v\d+)?$")
 
 
@@ -156,17 +155,6 @@ def format_residue_ranges(res: Residues, idx: np.ndarray) -> str:
     starts = np.flatnonzero(brk)
     ends = np.r_[starts[1:] - 1, idx.size - 1]
     return ",".join(f"{ch[s]}:{rs[s]}-{rs[e]}" for s, e in zip(starts, ends, strict=True))
-
-
-def parse_residue_ranges(text: str) -> list[tuple[str, int, int]]:
-    """Parse ``"A:1-133,A:409-523"`` into ``[("A", 1, 133), ("A", 409, 523)]``."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        m = RANGE_TEXT.match(part)
-        if m is None:
-            raise InputError(f"residue range {part!r} is not CHAIN:FIRST-LAST")
-        out.append((m.group(1), int(m.group(2)), int(m.group(3))))
-    return out
 
 
 # --- pLDDT trimming ----------------------------------------------------------------------------

@@ -46,7 +46,13 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .structures import Atoms, apply_matrix, read_structure, write_structure
+from .structures import (
+    Atoms,
+    apply_matrix,
+    read_structure,
+    select_residue_ranges,
+    write_structure,
+)
 from .tables import FAILURES_SCHEMA, FIELD_DOCS, RANKING_SCHEMA, read_table
 
 log = logging.getLogger(__name__)
@@ -238,30 +244,6 @@ def resolve_path(path: str, base: Path | None = None) -> Path | None:
 
 
 # --- posed models -----------------------------------------------------------------------------
-
-def parse_residue_ranges(text: str) -> list[tuple[str | None, int, int]]:
-    """Parse ``'A:1-133,A:409-523'`` (chain optional, ``'1-133'``) into (chain, first, last)."""
-    ranges = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        m = re.fullmatch(r"(?:([^:]+):)?(-?\d+)-(-?\d+)", part)
-        if m is None:
-            raise InputError(f"residue ranges {text!r}: cannot parse {part!r}")
-        ranges.append((m.group(1), int(m.group(2)), int(m.group(3))))
-    return ranges
-
-
-def select_residue_ranges(atoms: Atoms, text: str) -> Atoms:
-    """Return the atoms of ``atoms`` within the residue ranges ``text``."""
-    mask = np.zeros(len(atoms), bool)
-    for chain, first, last in parse_residue_ranges(text):
-        sel = (atoms.res_seq >= first) & (atoms.res_seq <= last)
-        if chain is not None:
-            sel &= atoms.chain == chain
-        mask |= sel
-    return atoms.subset(mask)
-
 
 def load_candidate_atoms(row: dict, base: Path | None = None,
                          shard_cache: dict | None = None) -> Atoms:

@@ -9,6 +9,7 @@ never touches PDB/mmCIF text.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,42 @@ class Atoms:
             meta=dict(self.meta),
         )
 
+
+
+RANGE_TEXT = re.compile(r"^(?:([^:]+):)?(-?\d+)-(-?\d+)$")
+"""One residue range: ``[CHAIN:]FIRST-LAST`` (residue numbers may be negative)."""
+
+
+def parse_residue_ranges(text: str) -> list[tuple[str | None, int, int]]:
+    """Parse ``"A:1-133,A:409-523"`` into ``[("A", 1, 133), ("A", 409, 523)]``.
+
+    The chain is optional (``"1-133"`` gives ``(None, 1, 133)``: every chain); blanks around
+    the commas are ignored. The one parser of the ``residue_ranges`` column (domains, report).
+
+    Raises
+    ------
+    InputError
+        A part that is not ``[CHAIN:]FIRST-LAST``.
+    """
+    ranges = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        m = RANGE_TEXT.match(part)
+        if m is None:
+            raise InputError(f"residue ranges {text!r}: {part!r} is not [CHAIN:]FIRST-LAST")
+        ranges.append((m.group(1), int(m.group(2)), int(m.group(3))))
+    return ranges
+
+
+def select_residue_ranges(atoms: Atoms, text: str) -> Atoms:
+    """Return the atoms of ``atoms`` within the residue ranges ``text`` (see
+    :func:`parse_residue_ranges`)."""
+    mask = np.zeros(len(atoms), bool)
+    for chain, first, last in parse_residue_ranges(text):
+        sel = (atoms.res_seq >= first) & (atoms.res_seq <= last)
+        if chain is not None:
+            sel &= atoms.chain == chain
+        mask |= sel
+    return atoms.subset(mask)
 
 def candidate_name(path: str | os.PathLike) -> str:
     """Return the candidate id of a structure file: its name without structure suffixes."""

@@ -18,13 +18,12 @@ from difffit_screen.domains import (
     format_residue_ranges,
     index_residues,
     is_predicted_model,
-    parse_residue_ranges,
     read_pae,
     split_domains,
     trim_low_confidence,
 )
 from difffit_screen.errors import InputError
-from difffit_screen.structures import Atoms, read_structure
+from difffit_screen.structures import Atoms, parse_residue_ranges, read_structure
 
 DATA = Path(__file__).parent / "data"
 PAE_DIR = DATA / "pae"

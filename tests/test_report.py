@@ -26,11 +26,10 @@ from difffit_screen.report import (
     crop_box,
     export_top_hits,
     load_map_view,
-    parse_residue_ranges,
     write_report,
 )
 from difffit_screen.significance import add_significance
-from difffit_screen.structures import apply_matrix, read_structure
+from difffit_screen.structures import apply_matrix, parse_residue_ranges, read_structure
 from difffit_screen.tables import (
     FAILURES_SCHEMA,
     FITS_SCHEMA,

@@ -11,9 +11,9 @@ import argparse
 import logging
 import sys
 
-from . import __version__
-from .errors import InputError
-from .options import OneLineParser, register_checks, run_checks
+from .. import __version__
+from ..errors import InputError
+from ..options import OneLineParser, register_checks, run_checks
 
 log = logging.getLogger("difffit_screen")
 
@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 # --- fit -------------------------------------------------------------------------------------
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    from .fit import add_fit_arguments, fit_option_ranges
+    from ..fit import add_fit_arguments, fit_option_ranges
 
     p = sub.add_parser("fit", help="fit candidates into a map and rank them",
                        description="Fit every candidate (structure files, folders of them, or "
@@ -46,7 +46,7 @@ def _add_fit(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from .fit import run_fit_command
+    from ..fit import run_fit_command
 
     return run_fit_command(args)
 
@@ -54,8 +54,8 @@ def _run_fit(args: argparse.Namespace) -> int:
 # --- report ----------------------------------------------------------------------------------
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    from .options import REPORT_RANGES
-    from .report import add_report_arguments
+    from ..options import REPORT_RANGES
+    from ..report import add_report_arguments
 
     p = sub.add_parser("report", help="write the HTML review, top-hit models and a ChimeraX script",
                        description="Write RESULTS/report/: index.html (ranking, significance, "
@@ -67,7 +67,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from .report import run_report_command
+    from ..report import run_report_command
 
     return run_report_command(args)
 
@@ -75,8 +75,8 @@ def _run_report(args: argparse.Namespace) -> int:
 # --- domains -----------------------------------------------------------------------------------
 
 def _add_domains(sub: argparse._SubParsersAction) -> None:
-    from .domains import add_domains_arguments
-    from .options import DOMAINS_RANGES
+    from ..domains import add_domains_arguments
+    from ..options import DOMAINS_RANGES
 
     p = sub.add_parser("domains", help="trim low-pLDDT residues and split models into domains",
                        description="Split predicted models (or any structures) into compact "
@@ -87,7 +87,7 @@ def _add_domains(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_domains(args: argparse.Namespace) -> int:
-    from .domains import run_domains_command
+    from ..domains import run_domains_command
 
     return run_domains_command(args)
 
@@ -95,8 +95,8 @@ def _run_domains(args: argparse.Namespace) -> int:
 # --- fetch / fetch-map / pack (library) --------------------------------------------------------
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
-    from .library import add_fetch_arguments
-    from .options import FETCH_RANGES
+    from ..library import add_fetch_arguments
+    from ..options import FETCH_RANGES
 
     p = sub.add_parser("fetch", help="fetch a candidate library into a cache, write its manifest",
                        description="Fetch AlphaFold DB models (accessions or a UniProt proteome), "
@@ -108,14 +108,14 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from .library import run_fetch_command
+    from ..library import run_fetch_command
 
     return run_fetch_command(args)
 
 
 def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
-    from .library import add_fetch_map_arguments
-    from .options import FETCH_RANGES
+    from ..library import add_fetch_map_arguments
+    from ..options import FETCH_RANGES
 
     p = sub.add_parser("fetch-map", help="download an EMDB map and its resolution/contour",
                        description="Download an EMDB map; read its resolution and recommended "
@@ -126,14 +126,14 @@ def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fetch_map(args: argparse.Namespace) -> int:
-    from .library import run_fetch_map_command
+    from ..library import run_fetch_map_command
 
     return run_fetch_map_command(args)
 
 
 def _add_pack(sub: argparse._SubParsersAction) -> None:
-    from .options import PACK_RANGES
-    from .store import add_pack_arguments
+    from ..options import PACK_RANGES
+    from ..store import add_pack_arguments
 
     p = sub.add_parser("pack", help="pack a fetched library into balanced shard files",
                        description="Parse the manifest's structures once and pack them (whole, "
@@ -145,7 +145,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(args: argparse.Namespace) -> int:
-    from .store import run_pack_command
+    from ..store import run_pack_command
 
     return run_pack_command(args)
 
@@ -153,8 +153,8 @@ def _run_pack(args: argparse.Namespace) -> int:
 # --- prepare-map / aggregate -------------------------------------------------------------------
 
 def _add_prepare_map(sub: argparse._SubParsersAction) -> None:
-    from .fit import add_map_arguments
-    from .options import MAP_RANGES
+    from ..fit import add_map_arguments
+    from ..options import MAP_RANGES
 
     p = sub.add_parser("prepare-map", help="prepare a map once for every shard of a screen",
                        description="Threshold, remove islands, normalise and smooth a map; "
@@ -170,9 +170,9 @@ def _run_prepare_map(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from .fit import prepare_from_args
-    from .maps import ContourError, save_prepared
-    from .outputs import prepare_output_dir, write_text
+    from ..fit import prepare_from_args
+    from ..maps import ContourError, save_prepared
+    from ..outputs import prepare_output_dir, write_text
 
     out = Path(args.out)
     if out.is_dir():
@@ -193,7 +193,7 @@ def _run_prepare_map(args: argparse.Namespace) -> int:
 
 
 def _add_aggregate(sub: argparse._SubParsersAction) -> None:
-    from .options import AGGREGATE_RANGES
+    from ..options import AGGREGATE_RANGES
 
     p = sub.add_parser("aggregate", help="merge shard results into one ranking",
                        description="Merge shard folders (fits/failures/run.json) into "
@@ -210,7 +210,7 @@ def _add_aggregate(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
-    from .tables import aggregate_results
+    from ..tables import aggregate_results
 
     paths = aggregate_results(args.shards, args.out, args.failures, expect=args.expect)
     print(f"aggregated {len(args.shards)} shard(s) -> {paths['ranking']}", file=sys.stderr)
@@ -220,7 +220,7 @@ def _run_aggregate(args: argparse.Namespace) -> int:
 # --- composite -------------------------------------------------------------------------------
 
 def _add_composite(sub: argparse._SubParsersAction) -> None:
-    from .composite import add_composite_arguments, composite_option_ranges
+    from ..composite import add_composite_arguments, composite_option_ranges
 
     p = sub.add_parser("composite", help="place several subunits (and copies) into one map",
                        description="Fit subunits into a map of the whole complex in rounds: "
@@ -232,7 +232,7 @@ def _add_composite(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_composite(args: argparse.Namespace) -> int:
-    from .composite import run_composite_command
+    from ..composite import run_composite_command
 
     return run_composite_command(args)
 
@@ -240,7 +240,7 @@ def _run_composite(args: argparse.Namespace) -> int:
 # --- init (a screen folder) --------------------------------------------------------------------
 
 def _add_init(sub: argparse._SubParsersAction) -> None:
-    from .init_screen import add_init_arguments
+    from ..init_screen import add_init_arguments
 
     p = sub.add_parser("init", help="write a screen folder: config, workflow and profiles",
                        description="Write DIR/ with the screen's config, the workflow (as a "
@@ -252,7 +252,7 @@ def _add_init(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    from .init_screen import run_init_command
+    from ..init_screen import run_init_command
 
     return run_init_command(args)
 
@@ -290,6 +290,3 @@ def one_line(text: str) -> str:
     """``text`` with its line breaks collapsed, so that an error is always one line."""
     return " ".join(text.split())
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
