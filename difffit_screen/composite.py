@@ -57,10 +57,8 @@ Z, AA, AB, ...), ``assembly.json`` (chain -> subunit, source, matrix, round, sco
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,7 +67,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .fit import FitParams, fit_candidates, iter_candidates, software_versions
+from .fit import fit_candidates, iter_candidates, software_versions
 from .maps import (
     VOLUME_PER_ATOM_A3,
     ContourError,
@@ -80,55 +78,14 @@ from .maps import (
     read_map,
     write_map,
 )
-from .options import FRACTION, MAP_RANGES, Range, count, dataclass_ranges
 from .outputs import atomic_write, prepare_output_dir, remove_previous_outputs, write_text
+from .params import CompositeParams, FitParams
 from .scores import FootprintCorrelation
 from .structures import Atoms, apply_matrix, atomic_numbers, select_atoms, to_gemmi
 from .tables import FAILURES_SCHEMA, FITS_SCHEMA, rank_candidates, table_from_rows, write_table
 from .validate import MIN_ATOMS, check_atoms
 
 log = logging.getLogger(__name__)
-
-
-def _rng(default, rng: Range):
-    """A dataclass field with ``default`` and its accepted range (see :mod:`.options`)."""
-    return field(default=default, metadata={"range": rng})
-
-
-def composite_option_ranges() -> dict:
-    """Accepted ranges of the ``composite`` options (dataclass metadata, search and map)."""
-    fit = dataclass_ranges(FitParams)
-    search = {k: fit[k] for k in ("positions", "rotations", "iterations", "refine_iterations",
-                                  "max_search_atoms", "seed")}
-    maps = {k: MAP_RANGES[k] for k in ("threshold", "resolution", "sigmas")}
-    return {**maps, **search, "clusters": fit["refine_top"],
-            **dataclass_ranges(CompositeParams)}
-
-
-@dataclass
-class CompositeParams:
-    """Acceptance, zeroing and stopping parameters of compositing (see the module docstring)."""
-
-    # compositing searches 1,280 starts and refines 32 clusters per subunit every round, and
-    # every copy of a subunit splits its hits: the fit's deeper search of poorly converged
-    # short-listed candidates is off here
-    fit: FitParams = field(default_factory=lambda: FitParams(
-        positions=40, rotations=32, iterations=80, refine_top=32, refine_iterations=40,
-        models=0, deepen_hits=0))
-    copies: dict = field(default_factory=dict)
-    max_rounds: int = _rng(6, count(1, 1000))
-    clash_fraction: float = _rng(0.10, FRACTION)
-    clash_distance: float = _rng(3.0, Range(0.0, 100.0, lo_open=True, unit="Å"))
-    min_inside: float = _rng(0.8, FRACTION)
-    min_score: float = _rng(-1.0, Range(-1.0, 1.0))  # -1: off
-    min_z: float = _rng(3.0, Range(-1e6, 1e6))
-    min_spread: float = _rng(0.005, Range(0.0, 10.0))
-    rel_best: float = _rng(0.5, Range(-10.0, 10.0))
-    zero_level: float = _rng(0.3, Range(0.0, 1.0, lo_open=True))
-    stop_footprint: float = _rng(0.07, FRACTION)
-    sigmas: tuple | None = None  # default: maps.default_sigmas(resolution)
-    negative: float = _rng(-0.5, MAP_RANGES["negative"])
-    min_island_volume: float = _rng(200.0, MAP_RANGES["min_island_volume"])
 
 
 @dataclass
@@ -571,101 +528,3 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
     write_text(out / "assembly.json", json.dumps(info, indent=2, default=str))
     write_text(out / "run.json", json.dumps(info, indent=2, default=str))
     return result
-
-
-# --- CLI -----------------------------------------------------------------------------------
-
-def add_composite_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the ``composite`` command's arguments."""
-    d = CompositeParams()
-    f = d.fit
-    p.add_argument("--map", required=True, help="map of the whole complex (.mrc/.map)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("inputs", nargs="+", metavar="MODEL",
-                   help="subunit structure files (any frame), or folders of them")
-    p.add_argument("--threshold", type=float, help="contour level (default as for fit)")
-    p.add_argument("--resolution", type=float, help="map resolution in Å (default 3 x voxel)")
-    p.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
-                   "when --threshold/--resolution are not given")
-    p.add_argument("--copies", nargs="*", metavar="NAME=K", default=[],
-                   help="copies wanted of a subunit (NAME = file stem); without a count, copies "
-                        "are placed while acceptable")
-    p.add_argument("--max-rounds", type=int, default=d.max_rounds)
-    p.add_argument("--clash-fraction", type=float, default=d.clash_fraction,
-                   help="a copy clashes when more than this fraction of its CA atoms lie within "
-                        f"--clash-distance of another copy's (default {d.clash_fraction})")
-    p.add_argument("--clash-distance", type=float, default=d.clash_distance)
-    p.add_argument("--min-score", type=float, default=d.min_score)
-    p.add_argument("--min-z", type=float, default=d.min_z,
-                   help="the largest gap in a subunit's cluster scores must put the cluster "
-                        "this many robust sd above the lower group (default "
-                        f"{d.min_z})")
-    p.add_argument("--min-spread", type=float, default=d.min_spread,
-                   help=f"floor of the lower group's spread (default {d.min_spread})")
-    p.add_argument("--rel-best", type=float, default=d.rel_best,
-                   help="(score - median) / (best - median) of the subunit's clusters must "
-                        f"reach this (default {d.rel_best})")
-    p.add_argument("--min-inside", type=float, default=d.min_inside,
-                   help="inside fraction must reach this x the subunit's best inside fraction "
-                        "(its clusters of the round and its copies accepted before; default "
-                        f"{d.min_inside})")
-    p.add_argument("--zero-level", type=float, default=d.zero_level,
-                   help="zero the map where a copy's simulated density > this x its max")
-    p.add_argument("--stop-footprint", type=float, default=d.stop_footprint)
-    p.add_argument("--sigmas", type=float, nargs="+",
-                   help="smoothing levels of the search in Å (default as for fit: "
-                        "resolution x 1/3, 2/3, 1)")
-    s = p.add_argument_group("search (as for fit)")
-    s.add_argument("--positions", type=int, default=f.positions)
-    s.add_argument("--rotations", type=int, default=f.rotations)
-    s.add_argument("--iterations", type=int, default=f.iterations)
-    s.add_argument("--clusters", type=int, default=f.refine_top,
-                   help=f"clusters refined and considered per subunit and round "
-                        f"(default {f.refine_top})")
-    s.add_argument("--refine-iterations", type=int, default=f.refine_iterations)
-    s.add_argument("--max-search-atoms", type=int, default=f.max_search_atoms)
-    s.add_argument("--seed", type=int, default=f.seed)
-    s.add_argument("--device", default=f.device)
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
-
-
-def run_composite_command(args: argparse.Namespace) -> int:
-    """Handler of ``difffit-screen composite``."""
-    fit = FitParams(positions=args.positions, rotations=args.rotations,
-                    iterations=args.iterations, refine_top=args.clusters,
-                    refine_iterations=args.refine_iterations,
-                    max_search_atoms=args.max_search_atoms, seed=args.seed, device=args.device,
-                    models=0, deepen_hits=0)
-    params = CompositeParams(fit=fit, copies=parse_copies(args.copies),
-                             max_rounds=args.max_rounds, clash_fraction=args.clash_fraction,
-                             clash_distance=args.clash_distance, min_inside=args.min_inside,
-                             min_score=args.min_score, min_z=args.min_z,
-                             min_spread=args.min_spread, rel_best=args.rel_best,
-                             zero_level=args.zero_level, stop_footprint=args.stop_footprint,
-                             sigmas=tuple(args.sigmas) if args.sigmas else None)
-    from .fit import map_settings
-
-    prepare_output_dir(args.out)
-    threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
-    res = run_composite(args.map, args.inputs, args.out, params, threshold, resolution,
-                        args.progress)
-    counts: dict[str, int] = {}
-    for p in res.placements:
-        counts[p.subunit] = counts.get(p.subunit, 0) + 1
-    copies = ", ".join(f"{n} x{k}" for n, k in counts.items())
-    print(f"placed {len(res.placements)} copies ({copies}"
-          f") in {res.rounds} round(s), {res.stop_reason}; {res.seconds:.1f} s -> {args.out}",
-          file=sys.stderr)
-    for f in res.failures:
-        print(f"difffit-screen composite: skipped {f['candidate']}: {f['reason']}",
-              file=sys.stderr)
-    for n, k in res.missing.items():
-        print(f"difffit-screen composite: {k} requested copies of {n} not placed",
-              file=sys.stderr)
-    if res.placements:  # the same review report as a screen: ranking, pictures, models, .cxc
-        from .report import write_report
-
-        index = write_report(args.out, map_path=args.map, threshold=threshold,
-                             top=len(res.placements))
-        print(f"report: {index}", file=sys.stderr)
-    return 0 if res.placements else 1

@@ -28,12 +28,10 @@ For each candidate:
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import logging
 import platform
-import sys
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -52,26 +50,11 @@ from .errors import InputError
 from .maps import (
     MIN_ENCLOSED_FRACTION,
     VOLUME_PER_ATOM_A3,
-    ContourError,
-    DensityMap,
     PreparedMap,
     contour_advice,
     file_sha256,
-    load_prepared,
-    prepare_map,
-    read_map,
 )
 from .optimise import VolumeSampler, optimise_placements, resolve_device
-from .options import (
-    FRACTION,
-    MAP_RANGES,
-    SEED,
-    Range,
-    check_exclusive,
-    check_value,
-    count,
-    dataclass_ranges,
-)
 from .outputs import (
     atomic_write,
     prepare_output_dir,
@@ -79,6 +62,7 @@ from .outputs import (
     safe_name,
     write_text,
 )
+from .params import FitParams
 from .placements import sample_positions, sample_rotations
 from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
@@ -105,45 +89,6 @@ log = logging.getLogger(__name__)
 
 SCORE_COLUMN = {"segment": "footprint_cc", "whole": "local_cc"}
 """The ranking ``score`` of each map kind (see :mod:`difffit_screen.scores`)."""
-
-
-def _rng(default, rng: Range):
-    """A dataclass field with ``default`` and its accepted range (see :mod:`.options`)."""
-    return field(default=default, metadata={"range": rng})
-
-
-@dataclass
-class FitParams:
-    """Search, refinement and scoring parameters (defaults are the documented defaults).
-
-    Each numeric field carries its accepted range as ``metadata["range"]``
-    (:class:`~difffit_screen.options.Range`), checked on the command line before any work.
-    """
-
-    positions: int = _rng(10, count(1, 100_000))
-    rotations: int = _rng(64, count(1, 1_000_000))
-    iterations: int = _rng(80, count(1, 100_000))
-    atoms: str = "all"
-    max_search_atoms: int = _rng(200, count(1, 10_000_000))
-    lr_trans: float = _rng(1.0, Range(0.0, 100.0, lo_open=True, unit="Å"))
-    refine_top: int = _rng(8, count(1, 10_000))
-    refine_iterations: int = _rng(80, count(0, 100_000))
-    refine_lr: float = _rng(0.3, Range(0.0, 100.0, lo_open=True, unit="Å"))
-    cluster_shift: float = _rng(3.0, Range(0.0, 1000.0, lo_open=True, unit="Å"))
-    cluster_angle: float = _rng(6.0, Range(0.0, 180.0, lo_open=True, unit="degrees"))
-    min_inside: float = _rng(0.1, FRACTION)
-    seed: int = _rng(0, SEED)
-    device: str = "auto"
-    max_samples: int = _rng(0, count(0, 10**12))  # 0 = auto: 3e6 per batch on CPU, 3e7 on CUDA
-    bucket_window: int = _rng(64, count(1, 1_000_000))
-    map_kind: str = "whole"
-    deepen_hits: int = _rng(4, count(0, 1_000_000))
-    deepen_factor: int = _rng(7, count(1, 1000))
-    deepen_ratio: float = _rng(1.5, Range(0.0, 1e6))
-    models: int = _rng(1, count(0, 10_000))
-    keep_hydrogens: bool = False
-    keep_waters: bool = False
-    keep_ligands: bool = False
 
 
 @dataclass
@@ -721,146 +666,6 @@ def _json_default(obj: object) -> object:
     return str(obj)
 
 
-# --- CLI -----------------------------------------------------------------------------------
-
-def add_map_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments that prepare a map (shared by ``fit`` and ``prepare-map``)."""
-    g = p.add_argument_group("map preparation")
-    g.add_argument("--threshold", type=float, help="contour level (map units); default: "
-                   "median of the non-zero voxels for a segmented map, else mean + 2 sd")
-    g.add_argument("--resolution", type=float, help="map resolution in Å (default 3 x voxel)")
-    g.add_argument("--meta", help="JSON with 'resolution'/'contour' (e.g. from fetch-map), used "
-                   "when --threshold/--resolution are not given")
-    g.add_argument("--sigmas", type=float, nargs="+", default=None,
-                   help="Gaussian smoothing levels in Å (default: s/3, 2s/3, s with s = the "
-                        "resolution capped at 10.5 Å)")
-    g.add_argument("--negative", type=float, default=None,
-                   help=f"loss value outside the density footprint (default {DEFAULT_NEGATIVE})")
-    g.add_argument("--min-island-volume", type=float, default=None,
-                   help=f"drop connected density islands smaller than this (Å³, default "
-                        f"{DEFAULT_MIN_ISLAND_VOLUME:g})")
-
-
-MAP_OPTIONS = ("threshold", "resolution", "meta", "sigmas", "negative", "min_island_volume")
-"""Options that prepare a map: meaningless (refused) together with ``--prepared``."""
-DEFAULT_NEGATIVE = -0.5
-DEFAULT_MIN_ISLAND_VOLUME = 200.0
-
-
-def fit_option_ranges() -> dict:
-    """Accepted ranges of the ``fit`` options (:class:`FitParams` metadata and map options)."""
-    return {**MAP_RANGES, **dataclass_ranges(FitParams)}
-
-
-def map_settings(threshold: float | None, resolution: float | None,
-                 meta: str | None) -> tuple[float | None, float | None]:
-    """Threshold and resolution: the given values, else ``contour``/``resolution`` of ``meta``.
-
-    ``meta`` is a JSON file such as ``fetch-map`` writes from the EMDB entry.
-    """
-    if meta:
-        meta_path = Path(meta)
-        if not meta_path.exists():
-            raise InputError(f"{meta_path}: map metadata file not found")
-        try:
-            info = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"{meta_path}: not valid JSON ({exc})") from None
-        except OSError as exc:
-            raise InputError(f"{meta_path}: cannot read map metadata ({exc.strerror})") from None
-        if not isinstance(info, dict):
-            raise InputError(f"{meta_path}: map metadata must be a JSON object with "
-                             f"'resolution' and 'contour', not {type(info).__name__}")
-        for key, rng in (("contour", MAP_RANGES["threshold"]),
-                         ("resolution", MAP_RANGES["resolution"])):
-            if info.get(key) is not None:
-                check_value(f"{meta_path}: '{key}'", info[key], rng)
-        threshold = threshold if threshold is not None else info.get("contour")
-        resolution = resolution if resolution is not None else info.get("resolution")
-    return (None if threshold is None else float(threshold),
-            None if resolution is None else float(resolution))
-
-
-def prepare_from_args(args: argparse.Namespace) -> PreparedMap:
-    """Read and prepare the map named by ``--map`` (or load ``--prepared``)."""
-    if getattr(args, "prepared", None):
-        check_exclusive(args, "prepared", MAP_OPTIONS)
-        return load_prepared(args.prepared)
-    threshold, resolution = map_settings(args.threshold, args.resolution, args.meta)
-    dmap: DensityMap = read_map(args.map)
-    negative = DEFAULT_NEGATIVE if args.negative is None else args.negative
-    min_island = (DEFAULT_MIN_ISLAND_VOLUME if args.min_island_volume is None
-                  else args.min_island_volume)
-    return prepare_map(dmap, threshold=threshold, resolution=resolution,
-                       sigmas=tuple(args.sigmas) if args.sigmas else None,
-                       negative=negative, min_island_volume=min_island)
-
-
-def add_fit_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the ``fit`` command's arguments."""
-    d = FitParams()
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--map", help="target map (.mrc/.map/.ccp4, optionally .gz)")
-    src.add_argument("--prepared", help="prepared map (.npz from prepare-map)")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("inputs", nargs="+", metavar="MODEL_OR_DIR",
-                   help="structure files (.pdb/.cif, .gz), folders or globs of them, or library "
-                        "shards (.parquet)")
-    add_map_arguments(p)
-    s = p.add_argument_group("search")
-    s.add_argument("--positions", type=int, default=d.positions,
-                   help=f"start positions over the density (default {d.positions})")
-    s.add_argument("--rotations", type=int, default=d.rotations,
-                   help=f"start rotations per position (default {d.rotations})")
-    s.add_argument("--iterations", type=int, default=d.iterations,
-                   help=f"Adam steps (default {d.iterations})")
-    s.add_argument("--atoms", choices=["all", "backbone", "ca"], default=d.atoms,
-                   help="atom set fitted and scored (default all)")
-    s.add_argument("--max-search-atoms", type=int, default=d.max_search_atoms,
-                   help=f"atoms used in the search, evenly spaced (default {d.max_search_atoms})")
-    s.add_argument("--lr", type=float, default=d.lr_trans, dest="lr_trans",
-                   help=f"search step in Å (default {d.lr_trans})")
-    s.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0)")
-    s.add_argument("--device", default=d.device, help="auto (CUDA if present), cpu or cuda")
-    s.add_argument("--max-samples", type=int, default=d.max_samples,
-                   help="atom samples per batch; bounds memory (default 0 = auto: 3e6 on "
-                        "CPU, 3e7 on CUDA)")
-    s.add_argument("--deepen-hits", type=int, default=d.deepen_hits,
-                   help="a candidate whose best cluster has fewer hits than this (default "
-                        "%(default)s), that fits, and for which the footprint is large (see "
-                        "--deepen-ratio) is searched again; 0 turns the deeper search off")
-    s.add_argument("--deepen-factor", type=int, default=d.deepen_factor,
-                   help="the deeper search adds this many times --rotations start rotations per "
-                        "position (default %(default)s)")
-    s.add_argument("--deepen-ratio", type=float, default=d.deepen_ratio,
-                   help="only candidates with (footprint Rg / candidate Rg)^3 >= this (default "
-                        "%(default)s) can get the deeper search: a candidate that fills its "
-                        "segment converges without it")
-    s.add_argument("--map-kind", choices=sorted(SCORE_COLUMN), default=d.map_kind,
-                   help="ranking score: 'whole' (default) = local_cc, how well the candidate "
-                        "explains the density it occupies and its surroundings (any map: a "
-                        "segment, a region or a whole complex); 'segment' = footprint_cc, the "
-                        "whole footprint must be explained by one candidate")
-    r = p.add_argument_group("refinement, clustering and output")
-    r.add_argument("--refine-top", type=int, default=d.refine_top,
-                   help=f"clusters refined, scored and reported per candidate "
-                        f"(default {d.refine_top})")
-    r.add_argument("--refine-iterations", type=int, default=d.refine_iterations)
-    r.add_argument("--cluster-shift", type=float, default=d.cluster_shift,
-                   help="cluster tolerance in Å (default 3)")
-    r.add_argument("--cluster-angle", type=float, default=d.cluster_angle,
-                   help="cluster tolerance in degrees (default 6)")
-    r.add_argument("--min-inside", type=float, default=d.min_inside,
-                   help="fits with fewer atoms inside the contour are 'no fit' (default 0.1)")
-    r.add_argument("--models", type=int, default=d.models,
-                   help="fitted models (mmCIF) written per candidate (default 1; 0 = none)")
-    r.add_argument("--keep-hydrogens", action="store_true")
-    r.add_argument("--keep-waters", action="store_true")
-    r.add_argument("--keep-ligands", action="store_true")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress lines in the log: done/total, rate, ETA, device (default on)")
-
-
 def median_molecular_volume(inputs: list[str], params: FitParams, limit: int = 50
                             ) -> float | None:
     """Median molecular volume (Å³, :data:`VOLUME_PER_ATOM_A3` per heavy atom) of the first
@@ -875,33 +680,3 @@ def median_molecular_volume(inputs: list[str], params: FitParams, limit: int = 5
     except Exception:
         log.debug("molecular volume not estimated", exc_info=True)
     return float(np.median(volumes)) if volumes else None
-
-
-def params_from_args(args: argparse.Namespace) -> FitParams:
-    """Collect :class:`FitParams` from parsed arguments."""
-    names = FitParams.__dataclass_fields__
-    return FitParams(**{k: getattr(args, k) for k in names if hasattr(args, k)})
-
-
-def run_fit_command(args: argparse.Namespace) -> int:
-    """Handler of ``difffit-screen fit``; exit status 1 only when nothing could be fitted."""
-    params = params_from_args(args)
-    try:
-        resolve_device(params.device)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
-    prepare_output_dir(args.out, ["models"] if params.models > 0 else [])
-    try:
-        prep = prepare_from_args(args)
-    except ContourError as exc:
-        volume = median_molecular_volume(args.inputs, params)
-        raise exc.with_advice(volume, "the candidates (median)") from None
-    outcome, record = run_fit(prep, args.inputs, args.out, params, progress=args.progress)
-    n_fit = len({r["candidate"] for r in outcome.fits})
-    for f in outcome.failures:
-        print(f"difffit-screen fit: skipped {f['candidate']}: {f['reason']}", file=sys.stderr)
-    for w in record["warnings"]:
-        print(f"difffit-screen fit: warning: {w['warning']}", file=sys.stderr)
-    print(f"fitted {n_fit} candidate(s), {len(outcome.failures)} failure(s) in "
-          f"{record['timing']['total_s']:.1f} s -> {args.out}", file=sys.stderr)
-    return 0 if n_fit > 0 else 1

@@ -23,9 +23,9 @@ clone installed with ``pip install -e``), or the Snakefile given with ``--workfl
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,53 @@ REPO = Path(__file__).resolve().parents[1]
 """The source tree the package was installed from (holds workflow/, profiles/, config/)."""
 
 PROFILE_FILE = "config.v8+.yaml"
+
+
+@dataclass
+class ScreenSettings:
+    """What a screen folder is written with (None and empty: the templates' values).
+
+    Attributes
+    ----------
+    map, emdb : str or None
+        A local map file, or an EMDB id (``config.yaml: map.path``, ``map.emdb``).
+    threshold, resolution : float or None
+        The map's contour level and resolution (Å).
+    library, afdb, pdb : sequence of str or None
+        Local structure files or globs, AlphaFold DB accessions, PDB entries.
+    accessions_file, proteome, proteome_tar : str or None
+        A file of AFDB accessions, a UniProt proteome id, an AFDB per-proteome archive name.
+    name, library_root : str or None
+        The library store's name and the folder of library stores.
+    device : str or None
+        ``fit.device``.
+    partition, gpu_partition, account, gpu_model : str or None
+        The SLURM partitions of CPU and GPU jobs, the account, the GPU type.
+    gpus_per_node : int
+        GPUs per node of the GPU partition.
+    shards : int or None
+        Shard (fit) jobs: ``shards.count`` and the slurm profile's ``set-scatter``.
+    """
+
+    map: str | None = None
+    emdb: str | None = None
+    threshold: float | None = None
+    resolution: float | None = None
+    library: Sequence[str] | None = None
+    afdb: Sequence[str] | None = None
+    accessions_file: str | None = None
+    proteome: str | None = None
+    proteome_tar: str | None = None
+    pdb: Sequence[str] | None = None
+    name: str | None = None
+    library_root: str | None = None
+    device: str | None = None
+    partition: str = "cpu"
+    gpu_partition: str = "gpu"
+    account: str | None = None
+    gpu_model: str | None = None
+    gpus_per_node: int = 8
+    shards: int | None = None
 
 
 def find_workflow(snakefile: str | os.PathLike | None = None) -> Path:
@@ -65,39 +112,39 @@ def read_template(relative: str, workflow: Path) -> str:
     return path.read_text()
 
 
-def build_config(template: str, args: argparse.Namespace) -> dict[str, Any]:
-    """The screen's config: the neutral template with the map and library of ``args``.
+def build_config(template: str, settings: ScreenSettings) -> dict[str, Any]:
+    """The screen's config: the neutral template with the map and library of ``settings``.
 
     Relative paths and globs are made absolute (from the folder ``init`` runs in), so that the
     screen folder can be run from anywhere and moved.
     """
     config = yaml.safe_load(template)
     m, lib = config["map"], config["library"]
-    if args.map:
-        path = Path(args.map).expanduser()
+    if settings.map:
+        path = Path(settings.map).expanduser()
         if not path.is_file():
             raise InputError(f"{path}: map file not found")
         m["path"] = str(path.resolve())
-    if args.emdb:
-        m["emdb"] = args.emdb
+    if settings.emdb:
+        m["emdb"] = settings.emdb
     for key in ("threshold", "resolution"):
-        if getattr(args, key) is not None:
-            m[key] = getattr(args, key)
-    if args.name:
-        lib["name"] = args.name
-    lib["local"] = [os.path.abspath(os.path.expanduser(p)) for p in args.library or []]
-    lib["afdb"]["accessions"] = list(args.afdb or [])
-    if args.accessions_file:
-        lib["afdb"]["accessions_file"] = os.path.abspath(args.accessions_file)
-    lib["afdb"]["proteome"] = args.proteome
-    lib["afdb"]["proteome_tar"] = args.proteome_tar
-    lib["pdb"]["entries"] = list(args.pdb or [])
-    if args.library_root:
-        lib["root"] = os.path.abspath(args.library_root)
-    if args.device:
-        config["fit"]["device"] = args.device
-    if args.shards:
-        config["shards"]["count"] = int(args.shards)
+        if getattr(settings, key) is not None:
+            m[key] = getattr(settings, key)
+    if settings.name:
+        lib["name"] = settings.name
+    lib["local"] = [os.path.abspath(os.path.expanduser(p)) for p in settings.library or []]
+    lib["afdb"]["accessions"] = list(settings.afdb or [])
+    if settings.accessions_file:
+        lib["afdb"]["accessions_file"] = os.path.abspath(settings.accessions_file)
+    lib["afdb"]["proteome"] = settings.proteome
+    lib["afdb"]["proteome_tar"] = settings.proteome_tar
+    lib["pdb"]["entries"] = list(settings.pdb or [])
+    if settings.library_root:
+        lib["root"] = os.path.abspath(settings.library_root)
+    if settings.device:
+        config["fit"]["device"] = settings.device
+    if settings.shards:
+        config["shards"]["count"] = int(settings.shards)
     return config
 
 
@@ -161,32 +208,35 @@ def render_partitions(cpu: str, gpu: str, gpus_per_node: int, gpu_model: str | N
     return head + yaml.safe_dump({"partitions": parts}, sort_keys=False)
 
 
-def write_screen(folder: str | os.PathLike, args: argparse.Namespace) -> list[Path]:
+def write_screen(folder: str | os.PathLike, settings: ScreenSettings,
+                 workflow: str | os.PathLike | None = None, force: bool = False) -> list[Path]:
     """Write the screen folder (see the module docstring); returns the files written.
+
+    ``workflow`` is the workflow's Snakefile (default: the one next to the package).
 
     Raises
     ------
     InputError
-        When a file would be overwritten without ``args.force``, or a template is missing.
+        When a file would be overwritten without ``force``, or a template is missing.
     """
-    workflow = find_workflow(args.workflow)
+    workflow = find_workflow(workflow)
     root = Path(folder).expanduser().resolve()
     files = {
         "config/config.yaml": render_config(
-            build_config(read_template("config/config.yaml", workflow), args), workflow),
+            build_config(read_template("config/config.yaml", workflow), settings), workflow),
         "workflow/Snakefile": render_snakefile(workflow),
         f"profiles/default/{PROFILE_FILE}": render_workflow_profile(
             read_template(f"workflow/profiles/default/{PROFILE_FILE}", workflow),
-            args.gpu_model),
+            settings.gpu_model),
         f"slurm/{PROFILE_FILE}": render_slurm_profile(
-            read_template(f"profiles/slurm/{PROFILE_FILE}", workflow), args.account,
-            args.shards),
-        "slurm/partitions.yaml": render_partitions(args.partition, args.gpu_partition,
-                                                   args.gpus_per_node, args.gpu_model),
+            read_template(f"profiles/slurm/{PROFILE_FILE}", workflow), settings.account,
+            settings.shards),
+        "slurm/partitions.yaml": render_partitions(settings.partition, settings.gpu_partition,
+                                                   settings.gpus_per_node, settings.gpu_model),
         f"local/{PROFILE_FILE}": read_template(f"profiles/local/{PROFILE_FILE}", workflow),
     }
     existing = [name for name in files if (root / name).exists()]
-    if existing and not args.force:
+    if existing and not force:
         raise InputError(f"{root}: already holds {', '.join(existing)} (--force overwrites)")
     written = []
     for name, text in files.items():
@@ -195,53 +245,3 @@ def write_screen(folder: str | os.PathLike, args: argparse.Namespace) -> list[Pa
         path.write_text(text)
         written.append(path)
     return written
-
-
-def add_init_arguments(p: argparse.ArgumentParser) -> None:
-    """Register the ``init`` command's arguments."""
-    p.add_argument("folder", metavar="DIR", help="screen folder to write (created if missing)")
-    m = p.add_argument_group("map (config/config.yaml: map)")
-    src = m.add_mutually_exclusive_group()
-    src.add_argument("--map", help="local MRC/CCP4 map")
-    src.add_argument("--emdb", help="EMDB id (EMD-1234), fetched with its metadata")
-    m.add_argument("--threshold", type=float, help="contour level (default: EMDB's or auto)")
-    m.add_argument("--resolution", type=float, help="resolution in Å (default: EMDB's or auto)")
-    lib = p.add_argument_group("library (config/config.yaml: library)")
-    lib.add_argument("--library", nargs="+", metavar="FILE_OR_GLOB",
-                     help="local structure files or globs (quote globs)")
-    lib.add_argument("--afdb", nargs="+", metavar="ACCESSION", help="AlphaFold DB accessions")
-    lib.add_argument("--accessions-file", help="file of AlphaFold DB accessions")
-    lib.add_argument("--proteome", help="UniProt proteome id (UP...), its AFDB models")
-    lib.add_argument("--proteome-tar", help="AFDB per-proteome archive name")
-    lib.add_argument("--pdb", nargs="+", metavar="ID", help="PDB entries")
-    lib.add_argument("--name", help="library store name (default: a hash of the sources)")
-    lib.add_argument("--library-root", help="folder of library stores, shared between screens "
-                     "(default: resources/library in the screen folder)")
-    lib.add_argument("--device", choices=["auto", "cpu", "cuda"],
-                     help="fit.device (default auto: cuda in GPU jobs of a cluster)")
-    site = p.add_argument_group("site (slurm/ profile, partitions.yaml, workflow profile)")
-    site.add_argument("--partition", default="cpu", help="partition of CPU jobs (default cpu)")
-    site.add_argument("--gpu-partition", default="gpu",
-                      help="partition of GPU jobs: fit shards, composite (default gpu)")
-    site.add_argument("--account", help="SLURM account (-A); default: the user's default")
-    site.add_argument("--gpu-model", help="GPU type requested (--gpus=MODEL:1), e.g. a100")
-    site.add_argument("--gpus-per-node", type=int, default=8,
-                      help="GPUs per node of the GPU partition (default 8)")
-    site.add_argument("--shards", type=int, help="shard jobs (fit jobs): shards.count of the "
-                      "config and set-scatter of the slurm/ profile (default 4, and 8 on SLURM)")
-    p.add_argument("--workflow", help="the workflow's Snakefile (default: the installed one)")
-    p.add_argument("--force", action="store_true", help="overwrite existing files")
-
-
-def run_init_command(args: argparse.Namespace) -> int:
-    """Handler of ``difffit-screen init``."""
-    if args.shards is not None and args.shards < 1:
-        raise InputError("--shards must be at least 1")
-    written = write_screen(args.folder, args)
-    root = Path(args.folder)
-    print(f"wrote {len(written)} files to {root}:", file=sys.stderr)
-    for path in written:
-        print(f"  {path}", file=sys.stderr)
-    print(f"next: cd {root} && snakemake --profile slurm -n   (or --profile local)",
-          file=sys.stderr)
-    return 0

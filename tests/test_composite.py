@@ -177,7 +177,7 @@ def test_workflow_options(tmp_path):
     # the options parse: subunit files first, then the options (--copies takes several values)
     import argparse
 
-    from difffit_screen.composite import add_composite_arguments
+    from difffit_screen.cli.composite import add_arguments as add_composite_arguments
     ap = argparse.ArgumentParser()
     add_composite_arguments(ap)
     args = ap.parse_args(["--map", "m.mrc", "--out", "o", *wh.composite_subunits(cfg),

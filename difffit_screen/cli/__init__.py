@@ -1,8 +1,12 @@
 """The ``difffit-screen`` command line: thin argument parsing that calls the package.
 
 Each sub-command is registered by an ``_add_<name>`` function below and runs a ``_run_<name>``
-handler; bad input (:class:`~difffit_screen.errors.InputError`) is printed as one line naming the
-file and the problem, with exit status 2, never a traceback.
+handler; both import the command's module (``cli/<module>.py``: ``add_arguments(p)`` and
+``run(args)``) only when called, and those modules import the engine (torch, scipy, ...)
+inside ``run``, so that ``--help`` and the light commands start fast. The options of ``fit``,
+``prepare-map`` and ``composite`` are generated from the parameter dataclasses
+(:mod:`difffit_screen.params`). Bad input (:class:`~difffit_screen.errors.InputError`) is
+printed as one line naming the file and the problem, with exit status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 
 from .. import __version__
 from ..errors import InputError
-from ..options import OneLineParser, register_checks, run_checks
+from .checks import OneLineParser, register_checks, run_checks
 
 log = logging.getLogger("difffit_screen")
 
@@ -35,20 +39,19 @@ def build_parser() -> argparse.ArgumentParser:
 # --- fit -------------------------------------------------------------------------------------
 
 def _add_fit(sub: argparse._SubParsersAction) -> None:
-    from ..fit import add_fit_arguments, fit_option_ranges
+    from .fit import add_arguments
 
     p = sub.add_parser("fit", help="fit candidates into a map and rank them",
                        description="Fit every candidate (structure files, folders of them, or "
                                    "library shards) into the map and rank them.")
-    add_fit_arguments(p)
-    register_checks(p, fit_option_ranges())
+    add_arguments(p)
     p.set_defaults(handler=_run_fit)
 
 
 def _run_fit(args: argparse.Namespace) -> int:
-    from ..fit import run_fit_command
+    from .fit import run
 
-    return run_fit_command(args)
+    return run(args)
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -153,108 +156,74 @@ def _run_pack(args: argparse.Namespace) -> int:
 # --- prepare-map / aggregate -------------------------------------------------------------------
 
 def _add_prepare_map(sub: argparse._SubParsersAction) -> None:
-    from ..fit import add_map_arguments
-    from ..options import MAP_RANGES
+    from .maps import add_arguments
 
     p = sub.add_parser("prepare-map", help="prepare a map once for every shard of a screen",
                        description="Threshold, remove islands, normalise and smooth a map; "
                                    "write the prepared volumes (.npz) and a JSON summary.")
-    p.add_argument("--map", required=True, help="target map (.mrc/.map/.ccp4, optionally .gz)")
-    p.add_argument("--out", required=True, help="prepared map (.npz)")
-    add_map_arguments(p)
-    register_checks(p, MAP_RANGES)
+    add_arguments(p)
     p.set_defaults(handler=_run_prepare_map)
 
 
 def _run_prepare_map(args: argparse.Namespace) -> int:
-    import json
-    from pathlib import Path
+    from .maps import run
 
-    from ..fit import prepare_from_args
-    from ..maps import ContourError, save_prepared
-    from ..outputs import prepare_output_dir, write_text
-
-    out = Path(args.out)
-    if out.is_dir():
-        raise InputError(f"--out {out}: is a folder; give the prepared map's file name (.npz)")
-    prepare_output_dir(out.parent)
-    try:
-        prep = prepare_from_args(args)
-    except ContourError as exc:
-        raise exc.with_advice(None, "") from None
-    path = save_prepared(prep, out)
-    summary = {"threshold": prep.threshold, "resolution": prep.resolution,
-               "sigmas": list(prep.sigmas), "negative": prep.negative, **prep.info}
-    write_text(str(path) + ".json", json.dumps(summary, indent=2))
-    print(f"prepared {prep.raw.path}: threshold {prep.threshold:g}, resolution "
-          f"{prep.resolution:g} Å, {prep.info['voxels_in_footprint']} footprint voxels -> {path}",
-          file=sys.stderr)
-    return 0
+    return run(args)
 
 
 def _add_aggregate(sub: argparse._SubParsersAction) -> None:
-    from ..options import AGGREGATE_RANGES
+    from .aggregate import add_arguments
 
     p = sub.add_parser("aggregate", help="merge shard results into one ranking",
                        description="Merge shard folders (fits/failures/run.json) into "
                                    "OUT/ranking.parquet, fits.parquet, failures.parquet.")
-    p.add_argument("--out", required=True, help="results folder")
-    p.add_argument("--failures", nargs="*", default=[],
-                   help="failure tables of earlier stages (fetch, pack) to include")
-    p.add_argument("--expect", type=int, default=None,
-                   help="number of shard folders the screen has: fewer (or more) is an error "
-                        "(folders named <i>-of-<N> are checked for all N anyway)")
-    p.add_argument("shards", nargs="+", metavar="SHARD_DIR")
-    register_checks(p, AGGREGATE_RANGES)
+    add_arguments(p)
     p.set_defaults(handler=_run_aggregate)
 
 
 def _run_aggregate(args: argparse.Namespace) -> int:
-    from ..tables import aggregate_results
+    from .aggregate import run
 
-    paths = aggregate_results(args.shards, args.out, args.failures, expect=args.expect)
-    print(f"aggregated {len(args.shards)} shard(s) -> {paths['ranking']}", file=sys.stderr)
-    return 0
+    return run(args)
 
 
 # --- composite -------------------------------------------------------------------------------
 
 def _add_composite(sub: argparse._SubParsersAction) -> None:
-    from ..composite import add_composite_arguments, composite_option_ranges
+    from .composite import add_arguments
 
     p = sub.add_parser("composite", help="place several subunits (and copies) into one map",
                        description="Fit subunits into a map of the whole complex in rounds: "
                                    "accept significant non-clashing placements, zero their "
                                    "density, refit the rest on the residual map.")
-    add_composite_arguments(p)
-    register_checks(p, composite_option_ranges())
+    add_arguments(p)
     p.set_defaults(handler=_run_composite)
 
 
 def _run_composite(args: argparse.Namespace) -> int:
-    from ..composite import run_composite_command
+    from .composite import run
 
-    return run_composite_command(args)
+    return run(args)
 
 
 # --- init (a screen folder) --------------------------------------------------------------------
 
 def _add_init(sub: argparse._SubParsersAction) -> None:
-    from ..init_screen import add_init_arguments
+    from .init import add_arguments
 
     p = sub.add_parser("init", help="write a screen folder: config, workflow and profiles",
                        description="Write DIR/ with the screen's config, the workflow (as a "
                                    "Snakemake module) and its profiles, so that in DIR "
                                    "`snakemake --profile slurm` (or `--profile local`) runs "
                                    "the screen.")
-    add_init_arguments(p)
+    add_arguments(p)
     p.set_defaults(handler=_run_init)
 
 
 def _run_init(args: argparse.Namespace) -> int:
-    from ..init_screen import run_init_command
+    from .init import run
 
-    return run_init_command(args)
+    return run(args)
 
 
 # --- registered commands (helpers add theirs here) ---------------------------------------------
