@@ -18,7 +18,8 @@ from typing import Any
 
 from .options import FRACTION, SEED, Range, count
 
-__all__ = ["CompositeParams", "FitParams", "MapParams", "Option", "field_options", "option"]
+__all__ = ["CompositeParams", "FitParams", "MapParams", "Option", "composite_command_options",
+           "field_options", "option", "params_from"]
 
 SEARCH = "search"
 REFINE = "refinement, clustering and output"
@@ -334,3 +335,12 @@ class CompositeParams:
                              "resolution x 1/3, 2/3, 1)")
     negative: float = _map_field("negative", -0.5, flag=None)
     min_island_volume: float = _map_field("min_island_volume", 200.0, flag=None)
+
+
+def composite_command_options() -> tuple[list[Option], list[Option], list[Option]]:
+    """The options of ``composite``: the map's (threshold, resolution), compositing's own
+    (:class:`CompositeParams`) and the search options it shares with ``fit`` (the
+    :class:`FitParams` fields marked ``composite``, defaults of ``CompositeParams().fit``)."""
+    maps = field_options(MapParams, names=("threshold", "resolution"))
+    search = field_options(FitParams, "composite", defaults=CompositeParams().fit)
+    return maps, field_options(CompositeParams), search

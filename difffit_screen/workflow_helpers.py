@@ -41,6 +41,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .outputs import atomic_write, write_text
+from .params import FitParams, MapParams, Option, composite_command_options, field_options
+
 URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files", "emdb_api",
             "emdb_files")
 FETCH_URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files")
@@ -257,47 +260,63 @@ def n_shards(config: Mapping[str, Any], manifest: str | None = None) -> int:
 def pack_options(config: Mapping[str, Any]) -> str:
     """Options of ``difffit-screen pack`` from ``library.prepare`` / ``library.plddt_min``."""
     lib = config.get("library") or {}
-    opts = []
-    if lib.get("prepare"):
-        opts += ["--prepare", str(lib["prepare"])]
-    if lib.get("plddt_min") is not None:
-        opts += ["--plddt-min", str(lib["plddt_min"])]
-    return " ".join(opts)
+    return join_options([("--prepare", lib.get("prepare") or None),
+                         ("--plddt-min", lib.get("plddt_min"))])
 
 
 def url_options(config: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``--afdb-api URL ...`` options for the configured base URLs among ``keys``."""
     urls = config.get("urls") or {}
-    return " ".join(f"--{k.replace('_', '-')} {shlex.quote(str(urls[k]))}"
-                    for k in keys if urls.get(k))
+    return join_options((f"--{k.replace('_', '-')}", shlex.quote(str(urls[k])))
+                        for k in keys if urls.get(k))
+
+
+def join_options(pairs: Iterable[tuple[str, Any]], extra: Any = None) -> str:
+    """``--flag value ...`` of the ``(flag, value)`` pairs whose value is set, then ``extra``.
+
+    None (and False) leave the option out, so that the command's default holds; True is the
+    flag alone (an on/off option); a list or tuple is its values; ``extra`` (a config's
+    ``extra`` key) is appended verbatim.
+    """
+    opts: list[str] = []
+    for flag, value in pairs:
+        if value is None or value is False:
+            continue
+        opts.append(flag)
+        if isinstance(value, list | tuple):
+            opts += [str(v) for v in value]
+        elif value is not True:
+            opts.append(str(value))
+    if extra:
+        opts.append(str(extra))
+    return " ".join(opts)
+
+
+def config_pairs(section: Mapping[str, Any] | None, options: Iterable[Option],
+                 exclude: Sequence[str] = ()) -> list[tuple[str, Any]]:
+    """``(flag, value)`` of the options that a config section sets (:mod:`difffit_screen.params`
+    field metadata: an option's ``config`` key), in the options' order."""
+    section = section or {}
+    return [(o.flag, section.get(o.config)) for o in options
+            if o.config and o.config not in exclude]
 
 
 def fit_options(config: Mapping[str, Any]) -> str:
     """Options of ``difffit-screen fit`` from the ``fit`` section (unset ones keep CLI defaults).
 
+    The keys are the config keys of :class:`~difffit_screen.params.FitParams` fields.
     ``--device`` is not among them: it depends on the job (:func:`job_device`).
     """
     fit = config.get("fit") or {}
-    opts = []
-    for key in ("positions", "rotations", "iterations", "atoms", "seed", "models",
-                "deepen_hits", "map_kind"):
-        if fit.get(key) is not None:
-            opts += [f"--{key.replace('_', '-')}", str(fit[key])]
-    if fit.get("extra"):
-        opts.append(str(fit["extra"]))
-    return " ".join(opts)
+    return join_options(config_pairs(fit, field_options(FitParams), exclude=("device",)),
+                        fit.get("extra"))
 
 
 def map_options(config: Mapping[str, Any]) -> str:
-    """``--threshold`` / ``--resolution`` options of ``difffit-screen prepare-map``."""
+    """``--threshold`` / ``--resolution`` options of ``difffit-screen prepare-map`` (the
+    ``map`` section's keys of :class:`~difffit_screen.params.MapParams` fields)."""
     m = config.get("map") or {}
-    opts = []
-    for key in ("threshold", "resolution"):
-        if m.get(key) is not None:
-            opts += [f"--{key}", str(m[key])]
-    if m.get("extra"):
-        opts.append(str(m["extra"]))
-    return " ".join(opts)
+    return join_options(config_pairs(m, field_options(MapParams)), m.get("extra"))
 
 
 def composite_targets(config: Mapping[str, Any]) -> list[str]:
@@ -323,25 +342,15 @@ def composite_options(config: Mapping[str, Any]) -> str:
 
     The map's ``threshold`` / ``resolution`` are the screen's (``--device`` comes from
     :func:`job_device`); ``copies`` ``{NAME: K}`` becomes ``--copies NAME=K ...``; unset keys
-    keep the command's defaults.
+    keep the command's defaults (:func:`difffit_screen.params.composite_command_options`).
     """
     comp = config.get("composite") or {}
-    opts = []
-    m = config.get("map") or {}
-    for key in ("threshold", "resolution"):
-        if m.get(key) is not None:
-            opts += [f"--{key}", str(m[key])]
-    for key in ("max_rounds", "clash_fraction", "positions", "rotations", "iterations",
-                "clusters", "seed"):
-        if comp.get(key) is not None:
-            opts += [f"--{key.replace('_', '-')}", str(comp[key])]
-    copies = comp.get("copies") or {}
-    if copies:
-        opts.append("--copies")
-        opts += [shlex.quote(f"{name}={int(k)}") for name, k in sorted(copies.items())]
-    if comp.get("extra"):
-        opts.append(str(comp["extra"]))
-    return " ".join(opts)
+    maps, own, search = composite_command_options()
+    copies = [shlex.quote(f"{name}={int(k)}") for name, k in sorted((comp.get("copies")
+                                                                     or {}).items())]
+    pairs = [*config_pairs(config.get("map"), maps), *config_pairs(comp, own + search),
+             ("--copies", copies or None)]
+    return join_options(pairs, comp.get("extra"))
 
 
 def emdb_id(config: Mapping[str, Any]) -> str | None:
@@ -473,9 +482,8 @@ def split_library(manifest: str | os.PathLike, outs: Sequence[str | os.PathLike]
         Path(out).write_text("".join(k + "\n" for k in sorted(ks)))
     current = {r["candidate"] for r in rows}
     keep = {c: b for c, b in {**previous, **buckets}.items() if c in current}
-    tmp = Path(str(assignment) + ".part")
-    tmp.write_text(f"# shards\t{n}\n" + "".join(f"{c}\t{b}\n" for c, b in sorted(keep.items())))
-    os.replace(tmp, assignment)
+    write_text(assignment,
+               f"# shards\t{n}\n" + "".join(f"{c}\t{b}\n" for c, b in sorted(keep.items())))
     return [len(k) for k in keys]
 
 
@@ -490,10 +498,8 @@ def bucket_manifest(manifest: str | os.PathLike, bucket: str | os.PathLike,
     rows = manifest_keys(manifest)
     mask = pa.array([r["key"] in wanted for r in rows], type=pa.bool_())
     sub = table.filter(mask)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(str(out) + ".part")
-    pq.write_table(sub, tmp, compression="zstd")
-    os.replace(tmp, out)
+    with atomic_write(out) as tmp:
+        pq.write_table(sub, tmp, compression="zstd")
     return sub.num_rows
 
 
@@ -507,26 +513,33 @@ TOP_HIT_COLUMNS = ("rank", "candidate", "score", "zscore", "qvalue", "hits", "fi
                    "name", "organism", "gene", "residue_ranges", "url")
 
 
-def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:
-    """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written."""
+def read_top_ranks(ranking: str | os.PathLike, n: int) -> tuple[list[str], list[dict], int]:
+    """The :data:`TOP_HIT_COLUMNS` of the first ``n`` ranks of ``ranking.parquet``: the columns
+    present, the rows, and the number of candidates ranked."""
     import pyarrow.parquet as pq
 
     table = pq.read_table(ranking)
     cols = [c for c in TOP_HIT_COLUMNS if c in table.column_names]
-    rows = table.select(cols).slice(0, n).to_pylist()
+    return cols, table.select(cols).slice(0, n).to_pylist(), table.num_rows
 
-    def fmt(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return str(v)
 
+def format_value(v: Any) -> str:
+    """A table cell: empty for None, 4 significant digits for a float."""
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:
+    """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written."""
+    cols, rows, _ = read_top_ranks(ranking, n)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         fh.write("\t".join(cols) + "\n")
         for r in rows:
-            fh.write("\t".join(fmt(r[c]) for c in cols) + "\n")
+            fh.write("\t".join(format_value(r[c]) for c in cols) + "\n")
     return len(rows)
 
 
@@ -543,25 +556,12 @@ def write_ranking_html(ranking: str | os.PathLike, out: str | os.PathLike,
     """
     import html
 
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(ranking)
-    cols = [c for c in TOP_HIT_COLUMNS if c in table.column_names]
-    rows = table.select(cols).slice(0, n).to_pylist()
-
-    def cell(v: Any) -> str:
-        if v is None:
-            return ""
-        if isinstance(v, float):
-            return f"{v:.4g}"
-        return html.escape(str(v))
-
+    cols, rows, total = read_top_ranks(ranking, n)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
-    body = "\n".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>"
-                     for r in rows)
-    note = (f"first {len(rows)} of {table.num_rows} candidates; all of them are in "
-            "results/ranking.parquet" if table.num_rows > len(rows)
-            else f"all {table.num_rows} candidates")
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(format_value(r[c]))}</td>"
+                                       for c in cols) + "</tr>" for r in rows)
+    note = (f"first {len(rows)} of {total} candidates; all of them are in "
+            "results/ranking.parquet" if total > len(rows) else f"all {total} candidates")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Ranking</title><style>"

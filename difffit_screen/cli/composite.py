@@ -11,24 +11,17 @@ import argparse
 import sys
 from dataclasses import replace
 
-from ..params import CompositeParams, FitParams, MapParams, Option, field_options, params_from
+from ..params import CompositeParams, FitParams, composite_command_options, params_from
 from .checks import register_checks
 from .fields import add_options, option_values
 from .maps import META_HELP, map_settings
 
-__all__ = ["add_arguments", "composite_options", "params_from_args", "run"]
-
-
-def composite_options() -> tuple[list[Option], list[Option], list[Option]]:
-    """The generated options of ``composite``: map, compositing, search."""
-    maps = field_options(MapParams, names=("threshold", "resolution"))
-    search = field_options(FitParams, "composite", defaults=CompositeParams().fit)
-    return maps, field_options(CompositeParams), search
+__all__ = ["add_arguments", "params_from_args", "run"]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Register the ``composite`` command's arguments and the ranges of its options."""
-    maps, own, search = composite_options()
+    maps, own, search = composite_command_options()
     p.add_argument("--map", required=True, help="map of the whole complex (.mrc/.map)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("inputs", nargs="+", metavar="MODEL",
@@ -50,7 +43,7 @@ def params_from_args(args: argparse.Namespace) -> CompositeParams:
     """Collect :class:`CompositeParams` (with its ``fit``) from parsed arguments."""
     from ..composite import parse_copies
 
-    _, own, search = composite_options()
+    _, own, search = composite_command_options()
     base = CompositeParams()
     fit = params_from(FitParams, option_values(args, search), search, base=base.fit)
     values = {k: v for k, v in option_values(args, own).items() if v is not None}

@@ -20,7 +20,7 @@ from .checks import option_name, register_checks
 from .fields import add_options, option_values
 
 __all__ = ["MAP_OPTIONS", "add_arguments", "add_map_arguments", "check_not_prepared",
-           "map_settings", "prepare_from_args", "run"]
+           "map_params_from_args", "map_settings", "prepare_from_args", "run"]
 
 MAP_OPTIONS = ("threshold", "resolution", "meta", "sigmas", "negative", "min_island_volume")
 """Options that prepare a map: meaningless (refused) together with ``--prepared``."""
