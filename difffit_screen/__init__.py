@@ -15,11 +15,19 @@ Conventions (stated once here and kept everywhere in the package)
 - Every random choice takes an integer seed, and the seed is written to the outputs.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("difffit-screen")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
-
 __all__ = ["__version__"]
+
+
+def __getattr__(name: str) -> str:
+    """``__version__``, read from the installed metadata when first asked for (importing
+    ``importlib.metadata`` costs a tenth of a second of every command's start)."""
+    if name != "__version__":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        value = version("difffit-screen")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        value = "0.0.0"
+    globals()["__version__"] = value
+    return value

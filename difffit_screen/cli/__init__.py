@@ -15,7 +15,6 @@ import argparse
 import logging
 import sys
 
-from .. import __version__
 from ..errors import InputError
 from .checks import OneLineParser, register_checks, run_checks
 
@@ -28,12 +27,22 @@ def build_parser() -> argparse.ArgumentParser:
         prog="difffit-screen",
         description="Fit and rank atomic structures in a cryo-EM map (batched DiffFit).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in _COMMANDS:
         add(sub)
     return parser
+
+
+class _VersionAction(argparse._VersionAction):
+    """``--version``: the package version, looked up only when asked for (fast start)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        self.version = f"%(prog)s {__version__}"
+        super().__call__(parser, namespace, values, option_string)
 
 
 # --- fit -------------------------------------------------------------------------------------
