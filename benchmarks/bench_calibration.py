@@ -82,8 +82,7 @@ def domain_files(work: Path) -> list[Path]:
     """The decoys split into domains by ``difffit-screen domains`` (cached in ``work``)."""
     out = work / "decoy_domains"
     if not (out / "domains.parquet").exists():
-        exe = Path(sys.executable).with_name("difffit-screen")
-        subprocess.run([str(exe), "domains", "--out", str(out),
+        subprocess.run([sys.executable, "-m", "difffit_screen.cli", "domains", "--out", str(out),
                         *map(str, decoy_files())], check=True)
     return sorted(out.glob("*.cif"))
 

@@ -59,10 +59,13 @@ Candidates that are never significant
 -------------------------------------
 A candidate whose best fit has ``fit_ok == False`` (too few atoms inside the contour), or
 whose best fit has fewer than :data:`MIN_INSIDE` of its atoms inside the contour (a fit largely
-outside the density), *counts in the null* (it is a library member; leaving it out would
-condition the null on a post-hoc filter) and keeps its ``zscore``, but gets ``pvalue = 1``. A
-candidate with a missing or non-finite score is left out of the null and gets a null
-``zscore`` and ``pvalue = 1``. All of them count in the Benjamini-Hochberg ``m``.
+outside the density), or that is a predicted model with fewer than :data:`MIN_CONFIDENT` of its
+residues at pLDDT >= 50 (mostly predicted disorder: AlphaFold's "very low" band, not a
+structure whose fit can name anything; column ``confident_fraction``), *counts in the null*
+(it is a library member; leaving it out would condition the null on a post-hoc filter) and
+keeps its ``zscore``, but gets ``pvalue = 1``. A candidate with a missing or non-finite score
+is left out of the null and gets a null ``zscore`` and ``pvalue = 1``. All of them count in
+the Benjamini-Hochberg ``m``.
 """
 
 from __future__ import annotations
@@ -88,6 +91,9 @@ Z_EXTRA = 3.0
 
 MIN_INSIDE = 0.3
 """Best fits with fewer of their atoms inside the contour never get a p-value below 1."""
+
+MIN_CONFIDENT = 0.5
+"""Predicted models with fewer of their residues at pLDDT >= 50 never get a p-value below 1."""
 
 MIN_NULL = 3
 """Scored candidates needed for any null at all (below: p = 1 for every candidate)."""
@@ -176,8 +182,9 @@ class NullModel:
         return (f"Fisher z of the score over {self.n_null} scored candidates, {size}; spread "
                 f"at least {self.scale:.4f} (normal fit to the central {self.pct0:.0%} of the "
                 f"residuals); Student t with {self.df:g} degrees of freedom; {floor}; fits with "
-                f"fewer than {MIN_INSIDE:.0%} of their atoms inside the contour get p = 1; "
-                f"Benjamini-Hochberg q-values over all candidates.")
+                f"fewer than {MIN_INSIDE:.0%} of their atoms inside the contour, and predicted "
+                f"models with fewer than {MIN_CONFIDENT:.0%} of their residues at pLDDT >= 50, "
+                f"get p = 1; Benjamini-Hochberg q-values over all candidates.")
 
     def as_dict(self) -> dict:
         """Summary of the null (no per-candidate arrays), for ``run.json`` and table metadata."""
@@ -331,7 +338,8 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
     ----------
     ranking : pyarrow.Table
         One row per candidate with at least ``score``; ``fit_ok``, ``inside_fraction``,
-        ``n_residues`` and ``n_atoms`` are used when present (see the module docstring).
+        ``confident_fraction``, ``n_residues`` and ``n_atoms`` are used when present (see the
+        module docstring).
 
     Returns
     -------
@@ -344,7 +352,8 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
     fit_ok = (np.array([bool(v) for v in ranking.column("fit_ok").to_pylist()], dtype=bool)
               if "fit_ok" in ranking.column_names else np.ones(n, bool))
     inside = column_as_float(ranking, "inside_fraction")
-    eligible = in_null & fit_ok & ~(inside < MIN_INSIDE)
+    confident = column_as_float(ranking, "confident_fraction")
+    eligible = in_null & fit_ok & ~(inside < MIN_INSIDE) & ~(confident < MIN_CONFIDENT)
     log_size, size_var = pick_log_size(ranking)
     n_null = int(in_null.sum())
     nan = np.full(n, np.nan)

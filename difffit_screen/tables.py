@@ -50,6 +50,7 @@ _POSE_AND_SCORES = [
     pa.field("matrix", pa.list_(pa.float64(), 12)),
     pa.field("n_atoms", pa.int32()),
     pa.field("n_residues", pa.int32()),
+    pa.field("confident_fraction", pa.float32()),
     pa.field("seed", pa.int64()),
     pa.field("source", pa.string()),
     pa.field("accession", pa.string()),
@@ -91,6 +92,8 @@ FIELD_DOCS = {
     "matrix": "pose, row-major 3x4 [R | t]: input coordinates -> map frame",
     "n_atoms": "atoms in the fitted atom set",
     "n_residues": "residues in the candidate",
+    "confident_fraction": "predicted models: fraction of residues with pLDDT >= 50 (below 0.5: "
+                          "mostly predicted disorder, never significant); null otherwise",
     "seed": "seed of the search's random choices",
     "source": "file or store reference the candidate came from",
     "accession": "database accession (UniProt / PDB) when known",

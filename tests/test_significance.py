@@ -8,6 +8,7 @@ import pytest
 from scipy import stats
 
 from difffit_screen.significance import (
+    MIN_CONFIDENT,
     MIN_INSIDE,
     MIN_LIBRARY,
     add_significance,
@@ -21,7 +22,8 @@ from difffit_screen.significance import (
 from difffit_screen.tables import RANKING_SCHEMA, table_from_rows
 
 
-def make_ranking(scores, n_residues=None, fit_ok=None, inside=None) -> pa.Table:
+def make_ranking(scores, n_residues=None, fit_ok=None, inside=None,
+                 confident=None) -> pa.Table:
     """A RANKING_SCHEMA table with the given scores (and sizes / fit_ok), in the given order."""
     n = len(scores)
     rows = []
@@ -33,6 +35,7 @@ def make_ranking(scores, n_residues=None, fit_ok=None, inside=None) -> pa.Table:
             "inside_fraction": 0.8 if inside is None else float(inside[i]),
             "n_residues": None if n_residues is None else int(n_residues[i]),
             "n_atoms": None if n_residues is None else int(n_residues[i]) * 8,
+            "confident_fraction": None if confident is None else confident[i],
         })
     return table_from_rows(rows, RANKING_SCHEMA)
 
@@ -286,3 +289,16 @@ def test_fits_largely_outside_the_contour_are_never_significant():
     model = fit_null_model(make_ranking(scores, rng.integers(60, 900, 62), inside=inside))
     assert model.qvalue[60] < 1e-3
     assert model.pvalue[61] == 1.0 and model.zscore[61] > 10
+
+
+def test_mostly_disordered_predictions_are_never_significant():
+    """A predicted model with most residues below pLDDT 50 (F-actin's LEA10 decoy, pLDDT 39)
+    can score well by threading a noodle through density; it gets p = 1, an experimental
+    structure (confident_fraction null) and a confident model do not."""
+    rng = np.random.default_rng(14)
+    scores = np.tanh(np.append(rng.normal(0.0, 0.05, 60), [0.9, 0.9, 0.9]))
+    confident = [1.0] * 60 + [None, 0.95, MIN_CONFIDENT - 0.1]
+    model = fit_null_model(make_ranking(scores, rng.integers(60, 900, 63), confident=confident))
+    assert model.qvalue[60] < 1e-3 and model.qvalue[61] < 1e-3
+    assert model.pvalue[62] == 1.0 and model.zscore[62] > 10
+    assert "pLDDT" in model.describe()
