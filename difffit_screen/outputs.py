@@ -6,6 +6,8 @@ Every output file is written to ``<name>.part`` beside it and renamed into place
 final name. Output folders are checked and created before the fit starts
 (:func:`prepare_output_dir`): ``--out`` being a file, under a file, unwritable, or a sub-folder
 such as ``models/`` being a file is one line, exit status 2, before any work.
+Candidate names become file-name stems through :func:`safe_name`, and repeated names are made
+distinct (``<name>_2``, ``<name>_3`` ...) by :class:`UniqueNames` / :func:`unique_names`.
 """
 
 from __future__ import annotations
