@@ -17,6 +17,7 @@ from .http import error_line
 
 __all__ = ["check_json_file", "check_map_file", "check_tar_file", "parse_structure_file"]
 
+
 def parse_structure_file(path: str | os.PathLike) -> gemmi.Structure:
     """Parse a PDB/mmCIF file (gzipped or not, whatever its name) and check it has atoms.
 

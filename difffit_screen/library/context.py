@@ -16,6 +16,7 @@ __all__ = ["FetchContext", "FetchResult", "failure"]
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class FetchContext:
     """What every fetch step needs: the cache folder, base URLs and the HTTP client."""

@@ -21,6 +21,7 @@ __all__ = ["emdb_contour", "emdb_number", "emdb_resolution", "fetch_emdb_map"]
 
 log = logging.getLogger(__name__)
 
+
 def emdb_number(emdb_id: str | int) -> str:
     """The digits of an EMDB id: ``EMD-1234``, ``emd_1234`` and ``1234`` give ``"1234"``."""
     match = re.fullmatch(r"(?:EMD[-_]?)?(\d{4,})", str(emdb_id).strip(), flags=re.IGNORECASE)

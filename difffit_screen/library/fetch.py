@@ -22,6 +22,7 @@ __all__ = ["fetch_library"]
 
 log = logging.getLogger(__name__)
 
+
 def fetch_library(spec: dict, cache: str | os.PathLike, urls: dict[str, str] | None = None,
                   client: HttpClient | None = None, workers: int = 4) -> FetchResult:
     """Fetch every candidate of ``spec`` into ``cache``; return manifest and failure rows.

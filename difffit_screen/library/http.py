@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = f"difffit-screen/{__version__} (python-requests; structure library screening)"
 
-
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 

@@ -12,6 +12,7 @@ from .context import FetchResult, failure
 
 __all__ = ["expand_local", "local_rows"]
 
+
 def expand_local(patterns: Iterable[str]) -> tuple[list[Path], list[dict]]:
     """Structure files named by paths, folders (their structure files) and globs.
 

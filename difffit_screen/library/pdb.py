@@ -13,6 +13,7 @@ from .http import FetchError
 
 __all__ = ["fetch_pdb_entry", "polymer_chains"]
 
+
 def polymer_chains(st: gemmi.Structure, unique: bool = False) -> list[str]:
     """Names of the chains of the first model that hold a polymer.
 

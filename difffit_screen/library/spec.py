@@ -23,22 +23,18 @@ DEFAULT_URLS = {
     "emdb_files": "https://ftp.ebi.ac.uk/pub/databases/emdb",
 }
 
-
 SOURCE_KINDS = ("afdb", "pdb", "local")
-
 
 SPEC_KEYS = {"afdb", "pdb", "local", "urls"}
 
-
 AFDB_KEYS = {"accessions", "accessions_file", "proteome", "proteome_tar", "reviewed", "format",
              "pae"}
-
 
 PDB_KEYS = {"entries", "unique_chains"}
 
 
 def load_spec(path: str | os.PathLike) -> dict:
-    """Read and check a library spec (JSON or YAML; see the module docstring).
+    """Read and check a library spec (JSON or YAML; see :mod:`difffit_screen.library`).
 
     Raises
     ------
