@@ -73,6 +73,7 @@ from .options import (
     dataclass_ranges,
 )
 from .outputs import (
+    UniqueNames,
     atomic_write,
     prepare_output_dir,
     remove_previous_outputs,
@@ -180,15 +181,12 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
     library store shards (:func:`difffit_screen.store.read_shard`), whose candidates get the
     source ``"<shard>::<candidate>"``. Unreadable inputs are yielded as :class:`InputError`.
     """
-    seen: dict[str, int] = {}
+    names = UniqueNames()
 
     def unique(name: str) -> str:
-        if name not in seen:
-            seen[name] = 1
-            return name
-        seen[name] += 1
-        new = f"{name}_{seen[name]}"
-        log.warning("candidate name %s is used twice; the second is called %s", name, new)
+        new = names(name)
+        if new != name:
+            log.warning("candidate name %s is used twice; the second is called %s", name, new)
         return new
 
     for item in inputs:

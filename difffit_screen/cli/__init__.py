@@ -95,40 +95,40 @@ def _run_domains(args: argparse.Namespace) -> int:
 # --- fetch / fetch-map / pack (library) --------------------------------------------------------
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
-    from ..library import add_fetch_arguments
     from ..options import FETCH_RANGES
+    from .fetch import add_arguments
 
     p = sub.add_parser("fetch", help="fetch a candidate library into a cache, write its manifest",
                        description="Fetch AlphaFold DB models (accessions or a UniProt proteome), "
                                    "RCSB entries (split into chains) and local files into a "
                                    "shared cache; write the manifest and the failures table.")
-    add_fetch_arguments(p)
+    add_arguments(p)
     register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from ..library import run_fetch_command
+    from .fetch import run
 
-    return run_fetch_command(args)
+    return run(args)
 
 
 def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
-    from ..library import add_fetch_map_arguments
     from ..options import FETCH_RANGES
+    from .fetch_map import add_arguments
 
     p = sub.add_parser("fetch-map", help="download an EMDB map and its resolution/contour",
                        description="Download an EMDB map; read its resolution and recommended "
                                    "contour from the EMDB API unless given.")
-    add_fetch_map_arguments(p)
+    add_arguments(p)
     register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch_map)
 
 
 def _run_fetch_map(args: argparse.Namespace) -> int:
-    from ..library import run_fetch_map_command
+    from .fetch_map import run
 
-    return run_fetch_map_command(args)
+    return run(args)
 
 
 def _add_pack(sub: argparse._SubParsersAction) -> None:
