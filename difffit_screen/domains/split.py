@@ -135,21 +135,30 @@ def split_domains(
     """
     res_all = index_residues(atoms)
     pae = _checked_pae(atoms, pae, len(res_all))
-    if predicted is None and pae is not None:
-        predicted = True
-    applied = plddt_min if plddt_min is not None and plddt_applies(atoms, predicted) else None
-    kept_idx = np.arange(len(res_all))
-    if applied is not None:
-        kept_idx = np.flatnonzero(~low_confidence(res_all, applied))
+    applied = _plddt_cutoff(atoms, plddt_min, predicted, pae is not None)
+    kept_idx = np.arange(len(res_all)) if applied is None else \
+        np.flatnonzero(~low_confidence(res_all, applied))
     sub_pae = pae[np.ix_(kept_idx, kept_idx)] if pae is not None else None
     labels = assign_domains(res_all.take(kept_idx), sub_pae, min_size=min_size,
                             max_size=max_size, **kw)
     n_dom = int(labels.max()) + 1 if (labels >= 0).any() else 0
     base = str(atoms.meta.get("accession") or atoms.name)
     meta = {"parent": atoms.name, "n_domains": n_dom, "method": _method_name(pae, kw),
-            "plddt_min": float(applied) if applied is not None else None}
+            "plddt_min": applied}
     return [_domain(atoms, res_all, kept_idx, labels, d, f"{base}_D{d + 1}", meta)
             for d in range(n_dom)]
+
+
+def _plddt_cutoff(atoms: Atoms, plddt_min: float | None, predicted: bool | None,
+                  has_pae: bool) -> float | None:
+    """The pLDDT cut-off to trim ``atoms`` at: ``plddt_min`` if its B-factors are pLDDT
+    (:func:`~.plddt.plddt_applies`; unknown ``predicted`` counts as true given a PAE), else
+    ``None``."""
+    if predicted is None and has_pae:
+        predicted = True
+    if plddt_min is None or not plddt_applies(atoms, predicted):
+        return None
+    return float(plddt_min)
 
 
 def _checked_pae(atoms: Atoms, pae: np.ndarray | None, n_res: int) -> np.ndarray | None:
