@@ -64,123 +64,27 @@ Modules
 ``files``
     model files in, domain files and tables out (the ``domains`` command's work).
 """
-from .bisection import (
-    DEFAULT_COMPACT_MAX,
-    DEFAULT_CONTACT_CUTOFF,
-    DEFAULT_NCUT_MAX,
-    best_bisection,
-    bisect_recursively,
-    contact_matrix,
-    score_bisections,
-)
-from .cleanup import (
-    absorb_short_segments,
-    affinity_to_labels,
-    count_pieces,
-    label_runs,
-    merge_small_domains,
-    order_labels,
-    relabel,
-    split_large_domains,
-)
-from .files import (
-    expand_model_paths,
-    load_model,
-    remove_previous_domains,
-    sniff_predicted,
-    split_model_file,
-    split_model_files,
-)
-from .pae import MODEL_NAME, PAE_NAME, find_pae_file, read_pae
-from .pae_clusters import (
-    DEFAULT_PAE_CUTOFF,
-    DEFAULT_PAE_METHOD,
-    DEFAULT_PAE_POWER,
-    DEFAULT_PAE_RESOLUTION,
-    cluster_pae,
-    pae_graph_weights,
-)
-from .plddt import (
-    DEFAULT_PLDDT_MIN,
-    PREDICTED_MARKERS,
-    is_predicted_model,
-    looks_like_plddt,
-    low_confidence,
-    low_confidence_residues,
-    plddt_applies,
-    trim_if_predicted,
-    trim_low_confidence,
-)
-from .residues import (
-    Residues,
-    compactness,
-    format_residue_ranges,
-    index_residues,
-    radius_of_gyration,
-)
-from .split import (
-    DEFAULT_MAX_SIZE,
-    DEFAULT_MIN_SEGMENT,
-    DEFAULT_MIN_SIZE,
-    assign_domains,
-    split_domains,
-)
-from .table import TABLE_COLUMNS, domain_row, format_summary, summarize_domains, write_domain_table
 
+from . import bisection, cleanup, files, pae, pae_clusters, plddt, residues, split, table
+from .bisection import *  # noqa: F403
+from .cleanup import *  # noqa: F403
+from .files import *  # noqa: F403
+from .pae import *  # noqa: F403
+from .pae_clusters import *  # noqa: F403
+from .plddt import *  # noqa: F403
+from .residues import *  # noqa: F403
+from .split import *  # noqa: F403
+from .table import *  # noqa: F403
+
+# the public names of each module, in the order of the steps
 __all__ = [
-    "DEFAULT_COMPACT_MAX",
-    "DEFAULT_CONTACT_CUTOFF",
-    "DEFAULT_MAX_SIZE",
-    "DEFAULT_MIN_SEGMENT",
-    "DEFAULT_MIN_SIZE",
-    "DEFAULT_NCUT_MAX",
-    "DEFAULT_PAE_CUTOFF",
-    "DEFAULT_PAE_METHOD",
-    "DEFAULT_PAE_POWER",
-    "DEFAULT_PAE_RESOLUTION",
-    "DEFAULT_PLDDT_MIN",
-    "MODEL_NAME",
-    "PAE_NAME",
-    "PREDICTED_MARKERS",
-    "TABLE_COLUMNS",
-    "Residues",
-    "absorb_short_segments",
-    "affinity_to_labels",
-    "assign_domains",
-    "best_bisection",
-    "bisect_recursively",
-    "cluster_pae",
-    "compactness",
-    "contact_matrix",
-    "count_pieces",
-    "domain_row",
-    "expand_model_paths",
-    "find_pae_file",
-    "format_residue_ranges",
-    "format_summary",
-    "index_residues",
-    "is_predicted_model",
-    "label_runs",
-    "load_model",
-    "looks_like_plddt",
-    "low_confidence",
-    "low_confidence_residues",
-    "merge_small_domains",
-    "order_labels",
-    "pae_graph_weights",
-    "plddt_applies",
-    "radius_of_gyration",
-    "read_pae",
-    "relabel",
-    "remove_previous_domains",
-    "score_bisections",
-    "sniff_predicted",
-    "split_domains",
-    "split_large_domains",
-    "split_model_file",
-    "split_model_files",
-    "summarize_domains",
-    "trim_if_predicted",
-    "trim_low_confidence",
-    "write_domain_table",
+    *residues.__all__,
+    *plddt.__all__,
+    *pae.__all__,
+    *bisection.__all__,
+    *pae_clusters.__all__,
+    *cleanup.__all__,
+    *split.__all__,
+    *table.__all__,
+    *files.__all__,
 ]
