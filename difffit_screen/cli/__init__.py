@@ -75,8 +75,8 @@ def _run_report(args: argparse.Namespace) -> int:
 # --- domains -----------------------------------------------------------------------------------
 
 def _add_domains(sub: argparse._SubParsersAction) -> None:
-    from ..domains import add_domains_arguments
     from ..options import DOMAINS_RANGES
+    from .domains import add_arguments as add_domains_arguments
 
     p = sub.add_parser("domains", help="trim low-pLDDT residues and split models into domains",
                        description="Split predicted models (or any structures) into compact "
@@ -87,7 +87,7 @@ def _add_domains(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_domains(args: argparse.Namespace) -> int:
-    from ..domains import run_domains_command
+    from .domains import run as run_domains_command
 
     return run_domains_command(args)
 
@@ -133,7 +133,7 @@ def _run_fetch_map(args: argparse.Namespace) -> int:
 
 def _add_pack(sub: argparse._SubParsersAction) -> None:
     from ..options import PACK_RANGES
-    from ..store import add_pack_arguments
+    from .pack import add_arguments as add_pack_arguments
 
     p = sub.add_parser("pack", help="pack a fetched library into balanced shard files",
                        description="Parse the manifest's structures once and pack them (whole, "
@@ -145,7 +145,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(args: argparse.Namespace) -> int:
-    from ..store import run_pack_command
+    from .pack import run as run_pack_command
 
     return run_pack_command(args)
 
