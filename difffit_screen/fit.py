@@ -48,6 +48,7 @@ from . import __version__
 from .annotations import row_annotation
 from .cluster import cluster_poses
 from .devices import describe_device, format_device, label_device
+from .domains.plddt import confident_fraction
 from .errors import InputError
 from .maps import (
     MIN_ENCLOSED_FRACTION,
@@ -83,6 +84,7 @@ from .outputs import (
 from .placements import sample_positions, sample_rotations
 from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
+from .store import predicted_from_source
 from .structures import (
     Atoms,
     atomic_numbers,
@@ -353,6 +355,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
     atoms = cand.atoms
     n_res = len({(c, s, i) for c, s, i in zip(atoms.chain, atoms.res_seq, atoms.ins_code,
                                               strict=True)})
+    confident = confident_fraction(atoms, predicted_from_source(atoms.meta or {}))
     for rank, lead in enumerate(leaders2[: params.refine_top], start=1):
         r = rows[lead]
         merged_hits = int(sum(rows[i]["hits"] for i in np.flatnonzero(labels2 == rank - 1)))
@@ -371,7 +374,8 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
             "fit_ok": bool(r["inside_fraction"] >= params.min_inside),
             "quat_xyzw": Rotation.from_matrix(rmat).as_quat(),
             "translation": t, "centroid_xyz": r["trans"], "matrix": matrix.ravel(),
-            "n_atoms": len(cand.centred), "n_residues": n_res, "seed": params.seed,
+            "n_atoms": len(cand.centred), "n_residues": n_res,
+            "confident_fraction": confident, "seed": params.seed,
             "source": atoms.source, "accession": meta.get("accession"),
             "parent": meta.get("parent"), "residue_ranges": meta.get("residue_ranges"),
             **row_annotation(meta),

@@ -14,6 +14,7 @@ from plddt_model import ALL_RESIDUES, KEPT_RESIDUES, LOW_RESIDUES, cube_model, p
 
 from difffit_screen.cli import main
 from difffit_screen.domains import (
+    confident_fraction,
     count_pieces,
     find_pae_file,
     format_residue_ranges,
@@ -373,3 +374,15 @@ def test_tardigrade_models(tmp_path):
         dom = read_structure(row.path)
         assert dom.b_iso.min() >= 70.0  # trimmed
         assert len(index_residues(dom)) == row.n_residues
+
+
+def test_confident_fraction_counts_residues_at_plddt_50_or_more():
+    model = cube_model()  # residues 41-50 at 40; residue 20 mean 65, residue 30 mean 72.5
+    assert confident_fraction(model) == pytest.approx(115 / 125)
+    disordered = cube_model()
+    disordered.b_iso[:] = 35.0
+    disordered.b_iso[:20] = 80.0  # 10 residues confident of 125
+    assert confident_fraction(disordered) == pytest.approx(10 / 125)
+    experimental = cube_model(name="1abc_A")  # not named as a prediction: no pLDDT
+    assert confident_fraction(experimental) is None
+    assert confident_fraction(experimental, predicted=True) == pytest.approx(115 / 125)

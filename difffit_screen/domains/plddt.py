@@ -15,7 +15,8 @@ import numpy as np
 from ..structures import Atoms
 from .residues import Residues, index_residues
 
-__all__ = ["DEFAULT_PLDDT_MIN", "PREDICTED_MARKERS", "is_predicted_model", "looks_like_plddt",
+__all__ = ["CONFIDENT_PLDDT", "DEFAULT_PLDDT_MIN", "PREDICTED_MARKERS", "confident_fraction",
+           "is_predicted_model", "looks_like_plddt",
            "low_confidence", "low_confidence_residues", "plddt_applies", "trim_if_predicted",
            "trim_low_confidence"]
 
@@ -23,6 +24,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PLDDT_MIN = 70.0
 PREDICTED_MARKERS = ("alphafold", "afdb", "colabfold", "esmfold", "predicted", "af-")
+CONFIDENT_PLDDT = 50.0
+"""pLDDT below this is AlphaFold's "very low" band: predicted disorder, not a structure."""
 
 
 def looks_like_plddt(atoms: Atoms) -> bool:
@@ -65,6 +68,20 @@ def plddt_applies(atoms: Atoms, predicted: bool | None = None) -> bool:
                     atoms.name)
         return False
     return bool(predicted)
+
+
+def confident_fraction(atoms: Atoms, predicted: bool | None = None,
+                       level: float = CONFIDENT_PLDDT) -> float | None:
+    """Fraction of the polymer residues of a predicted model with pLDDT at or above ``level``.
+
+    ``None`` when the B-factors are not pLDDT (:func:`plddt_applies`, ``predicted`` as there):
+    an experimental structure has no such fraction. The significance never gives a small
+    p-value to a model whose fraction is below ``significance.MIN_CONFIDENT``.
+    """
+    if not plddt_applies(atoms, predicted):
+        return None
+    res = index_residues(atoms)
+    return float(1.0 - low_confidence(res, level).mean()) if len(res.plddt) else None
 
 
 def low_confidence(res: Residues, plddt_min: float) -> np.ndarray:
