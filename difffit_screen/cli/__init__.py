@@ -55,7 +55,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     from ..options import REPORT_RANGES
-    from ..report import add_report_arguments
+    from .report import add_arguments as add_report_arguments
 
     p = sub.add_parser("report", help="write the HTML review, top-hit models and a ChimeraX script",
                        description="Write RESULTS/report/: index.html (ranking, significance, "
@@ -67,7 +67,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from ..report import run_report_command
+    from .report import run as run_report_command
 
     return run_report_command(args)
 
