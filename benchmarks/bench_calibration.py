@@ -225,7 +225,11 @@ def main(argv: list[str] | None = None) -> int:
         per_map = TABLES / f"{name}_{args.library}.json"
         if per_map.exists():
             rec = json.loads(per_map.read_text())
-        if not args.reanalyse or not (TABLES / f"{name}_{args.library}.parquet").exists():
+        kept = (TABLES / f"{name}_{args.library}.parquet").exists()
+        if args.reanalyse and not kept:
+            print(name, "no kept fits: skipped (run without --reanalyse to fit)", flush=True)
+            continue
+        if not args.reanalyse:
             rec["fit"] = fit_map(name, args.library, Path(args.work))
         rec["analysis"] = analyse(name, args.library)
         per_map.write_text(json.dumps(rec, indent=1, default=str))

@@ -20,7 +20,9 @@ One call, on a machine with a CUDA GPU (it exits cleanly, writing nothing, witho
    CLI (process start-up, CUDA initialisation and writing included), three times.
 
 Run from the repository root: ``python benchmarks/bench_gpu.py [--skip-screen]``. Results:
-``benchmarks/results/gpu.json`` and ``gpu.md``.
+``benchmarks/results/gpu.json`` and ``gpu.md``. ``--limit N`` screens the first N library models
+only (the screen's rate then extrapolates to 493 inputs); ``--profile N`` first profiles a
+screen of N models.
 """
 
 from __future__ import annotations
@@ -184,7 +186,9 @@ def render_md(rec: dict) -> str:
             f"- identity screen ({s['n_inputs']} inputs, default settings, in-process after CUDA "
             f"start): **{s['wall_s']:.1f} s**, {s['candidates_per_s']:.1f} candidates/s; "
             f"search {s['search_s']:.1f} s at {s['samples_per_s']:.3g} samples/s "
-            f"({100 * s['samples_per_s'] / c['grid_sample_samples_per_s']:.1f} % of the ceiling)",
+            f"({100 * s['samples_per_s'] / c['grid_sample_samples_per_s']:.1f} % of the ceiling)"
+            + (f"; at this rate the 493-input screen takes {493 / s['candidates_per_s']:.0f} s"
+               if s["n_inputs"] < 493 else ""),
             f"- paralog ranks {s['paralog_ranks']} (top 2: {s['paralogs_top2']}); failures "
             f"{s['n_failures']}",
             f"- peak GPU memory (torch) {s['peak_gpu_memory_mb']:.0f} MB; nvidia-smi "
@@ -205,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cuda", help="cuda (cpu only to test this script)")
     ap.add_argument("--limit", type=int, help="first N library models only (testing)")
     ap.add_argument("--points", type=int, default=2 ** 24, help="points of the ceiling test")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="first profile a screen of N library models (cProfile, top functions "
+                         "by cumulative time printed): where the time goes")
     args = ap.parse_args(argv)
     import torch
 
@@ -228,6 +235,15 @@ def main(argv: list[str] | None = None) -> int:
            "host": platform.node(), "params": asdict(params),
            "ceiling": measure_ceiling(prep, device, args.points)}
     print(json.dumps(rec["ceiling"]), flush=True)
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.enable()
+        rec["profiled"] = run_screen(prep, params, device, args.profile)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
     if not args.skip_screen:
         rec["screen"] = run_screen(prep, params, device, args.limit)
         print(json.dumps(rec["screen"]), flush=True)

@@ -40,6 +40,16 @@ THRESHOLD = 0.886
 RESOLUTION = 4.0
 
 
+def split_library(files: list[str], out: Path) -> list[str]:
+    """The library's models split into domains by ``difffit-screen domains`` (cached)."""
+    import subprocess
+
+    if not (out / "domains.parquet").exists():
+        subprocess.run([sys.executable, "-m", "difffit_screen.cli", "domains", "--out", str(out),
+                        *files], check=True)
+    return sorted(str(p) for p in out.glob("*.cif"))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--positions", type=int)
@@ -48,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, help="use only the first N library models (testing)")
     ap.add_argument("--tag", default="", help="suffix of the result files (identity_TAG.*)")
+    ap.add_argument("--library", choices=["full", "domains"], default="full",
+                    help="domains: the 490 models split by `difffit-screen domains` (defaults); "
+                         "results identity_domains.*")
     ap.add_argument("--chunk", type=int, default=40,
                     help="inputs per fit_candidates call; results are rewritten after each")
     args = ap.parse_args(argv)
@@ -76,13 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     lib_files = sorted(str(p) for p in lib.glob("*.pdb.gz"))
     if args.limit:
         lib_files = lib_files[: args.limit]
+    if args.library == "domains":
+        lib_files = split_library(lib_files, RESULTS / "identity_domains_work")
     inputs = [str(demo / f"{n}.pdb") for n in [*PARALOGS, THIRD]] + lib_files
 
     params = FitParams(seed=args.seed)
     for k in ("positions", "rotations", "iterations"):
         if getattr(args, k) is not None:
             setattr(params, k, getattr(args, k))
-    stem = "identity" + (f"_{args.tag}" if args.tag else "")
+    stem = "identity" + ("_domains" if args.library == "domains" else "")
+    stem += f"_{args.tag}" if args.tag else ""
 
     t0 = time.perf_counter()
     cpu0 = time.process_time()

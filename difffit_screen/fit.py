@@ -46,6 +46,7 @@ from . import __version__
 from .annotations import row_annotation
 from .cluster import cluster_poses
 from .devices import describe_device, format_device, label_device
+from .domains.plddt import confident_fraction
 from .errors import InputError
 from .maps import (
     MIN_ENCLOSED_FRACTION,
@@ -56,6 +57,7 @@ from .maps import (
 )
 from .optimise import VolumeSampler, optimise_placements, resolve_device
 from .outputs import (
+    UniqueNames,
     atomic_write,
     prepare_output_dir,
     remove_previous_outputs,
@@ -66,6 +68,7 @@ from .params import FitParams
 from .placements import sample_positions, sample_rotations
 from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
+from .store import predicted_from_source
 from .structures import (
     Atoms,
     atomic_numbers,
@@ -125,15 +128,12 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
     library store shards (:func:`difffit_screen.store.read_shard`), whose candidates get the
     source ``"<shard>::<candidate>"``. Unreadable inputs are yielded as :class:`InputError`.
     """
-    seen: dict[str, int] = {}
+    names = UniqueNames()
 
     def unique(name: str) -> str:
-        if name not in seen:
-            seen[name] = 1
-            return name
-        seen[name] += 1
-        new = f"{name}_{seen[name]}"
-        log.warning("candidate name %s is used twice; the second is called %s", name, new)
+        new = names(name)
+        if new != name:
+            log.warning("candidate name %s is used twice; the second is called %s", name, new)
         return new
 
     for item in inputs:
@@ -300,6 +300,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
     atoms = cand.atoms
     n_res = len({(c, s, i) for c, s, i in zip(atoms.chain, atoms.res_seq, atoms.ins_code,
                                               strict=True)})
+    confident = confident_fraction(atoms, predicted_from_source(atoms.meta or {}))
     for rank, lead in enumerate(leaders2[: params.refine_top], start=1):
         r = rows[lead]
         merged_hits = int(sum(rows[i]["hits"] for i in np.flatnonzero(labels2 == rank - 1)))
@@ -318,7 +319,8 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
             "fit_ok": bool(r["inside_fraction"] >= params.min_inside),
             "quat_xyzw": Rotation.from_matrix(rmat).as_quat(),
             "translation": t, "centroid_xyz": r["trans"], "matrix": matrix.ravel(),
-            "n_atoms": len(cand.centred), "n_residues": n_res, "seed": params.seed,
+            "n_atoms": len(cand.centred), "n_residues": n_res,
+            "confident_fraction": confident, "seed": params.seed,
             "source": atoms.source, "accession": meta.get("accession"),
             "parent": meta.get("parent"), "residue_ranges": meta.get("residue_ranges"),
             **row_annotation(meta),

@@ -6,6 +6,8 @@ Every output file is written to ``<name>.part`` beside it and renamed into place
 final name. Output folders are checked and created before the fit starts
 (:func:`prepare_output_dir`): ``--out`` being a file, under a file, unwritable, or a sub-folder
 such as ``models/`` being a file is one line, exit status 2, before any work.
+Candidate names become file-name stems through :func:`safe_name`, and repeated names are made
+distinct (``<name>_2``, ``<name>_3`` ...) by :class:`UniqueNames` / :func:`unique_names`.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import contextlib
 import hashlib
 import os
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError
@@ -23,11 +26,25 @@ MAX_NAME_BYTES = 120
 """File-name stems longer than this (in UTF-8 bytes) are cut and get a hash suffix."""
 
 
+def part_path(path: str | os.PathLike, unique: bool = False) -> Path:
+    """The temporary file that :func:`atomic_write` writes before renaming it to ``path``.
+
+    ``<name>.part`` beside ``path``; with ``unique``, ``<name>.<pid>-<thread>.part``, so that
+    several processes or threads writing the same ``path`` at once never share one.
+    """
+    path = Path(path)
+    if unique:
+        return path.with_name(f"{path.name}.{os.getpid()}-{threading.get_ident()}.part")
+    return path.with_name(path.name + ".part")
+
+
 @contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_write(path: str | os.PathLike, unique: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it to ``path``.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. The
+    temporary file is :func:`part_path` ``(path, unique)``: pass ``unique=True`` where
+    concurrent writers of the same file are possible (the downloads of a shared cache).
 
     Examples
     --------
@@ -36,7 +53,7 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
+    tmp = part_path(path, unique)
     try:
         yield tmp
         os.replace(tmp, path)
@@ -67,6 +84,43 @@ def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
         return clean
     digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{(clean or 'candidate')[: max_bytes - 9]}_{digest}"
+
+
+class UniqueNames:
+    """Hands out distinct names: a name seen before gets ``_2``, ``_3`` ... appended.
+
+    A generated name never collides with a name given (or generated) before or after it: with
+    ``a, a, a_2`` the third becomes ``a_2_2`` (``a_2`` went to the second ``a``), and with
+    ``a, a_2, a`` the third becomes ``a_3``. Call it once per name, in order (it streams).
+
+    Examples
+    --------
+    >>> names = UniqueNames()
+    >>> [names(n) for n in ["a", "a", "a_2", "b"]]
+    ['a', 'a_2', 'a_2_2', 'b']
+    """
+
+    def __init__(self) -> None:
+        self._count: dict[str, int] = {}
+
+    def __call__(self, name: str) -> str:
+        """Return ``name`` itself if it is new, else its first free ``<name>_<k>`` (k >= 2)."""
+        if name in self._count:
+            k = self._count[name]
+            new = f"{name}_{k + 1}"
+            while new in self._count:
+                k += 1
+                new = f"{name}_{k + 1}"
+            self._count[name] = k + 1
+            name = new
+        self._count.setdefault(name, 1)
+        return name
+
+
+def unique_names(names: Iterable[str]) -> list[str]:
+    """``names`` with repeats renamed ``<name>_2``, ``<name>_3`` ... (see :class:`UniqueNames`)."""
+    make = UniqueNames()
+    return [make(n) for n in names]
 
 
 def prepare_output_dir(out: str | os.PathLike, subdirs: Sequence[str] = (),

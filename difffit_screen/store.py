@@ -20,7 +20,7 @@ deterministic. A shard that gets no candidate is still written, as an empty tabl
 
 from __future__ import annotations
 
-import argparse
+import functools
 import heapq
 import json
 import logging
@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from .annotations import ANNOTATION_KEYS, chain_annotation, meta_annotation, parse_taxid
 from .errors import InputError
 from .structures import Atoms, read_structure_annotated
-from .tables import FAILURES_SCHEMA, SCHEMA_VERSION, table_from_rows, write_table
+from .tables import SCHEMA_VERSION, write_table
 
 log = logging.getLogger(__name__)
 
@@ -305,47 +305,53 @@ def identity_prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
 def make_prepare(mode: str = "full", plddt_min: float | None = None) -> Prepare:
     """Build the ``prepare`` step of :func:`pack_library` for ``--prepare full|domains|both``.
 
-    ``full`` keeps each model whole (for AlphaFold DB models, atoms with pLDDT below
-    ``plddt_min`` are dropped when it is given); ``domains`` splits each model with
-    :func:`difffit_screen.domains.split_domains` (its PAE read with ``read_pae`` when fetched,
-    ``plddt_min`` passed on when given); ``both`` gives the full model, then its domains.
-    Domains are named ``<candidate>_D<n>`` (``<accession>_D<n>`` for AlphaFold DB models).
+    ``full`` keeps each model whole; ``domains`` splits each model with
+    :func:`difffit_screen.domains.split_domains` (its PAE read with ``read_pae`` when fetched);
+    ``both`` gives the full model, then its domains. Domains are named ``<candidate>_D<n>``
+    (``<accession>_D<n>`` for AlphaFold DB models).
+
+    pLDDT trimming is the one of :func:`difffit_screen.domains.trim_low_confidence` (whole
+    residues by their mean pLDDT, non-polymer atoms kept), on models whose B-factors are pLDDT
+    (:func:`predicted_from_source`). Full models are trimmed only when ``plddt_min`` is given;
+    domains at ``plddt_min`` when given, else at the domain splitter's default (70).
     """
     if mode not in PREPARE_MODES:
         raise InputError(f"--prepare {mode!r} is not one of {', '.join(PREPARE_MODES)}")
-    split = _domain_splitter() if mode in ("domains", "both") else None
-
-    def trim(atoms: Atoms) -> Atoms:
-        if plddt_min is None or atoms.meta.get("source_kind") != "afdb":
-            return atoms
-        return atoms.subset(atoms.b_iso >= plddt_min)
-
-    def prepare(atoms: Atoms, pae_path: str | None = None) -> list[Atoms]:
-        out = [trim(atoms)] if mode in ("full", "both") else []
-        if split is not None:
-            out += split(atoms, pae_path, plddt_min)
-        return out
-
-    return prepare
+    return functools.partial(_prepare, mode=mode, plddt_min=plddt_min)
 
 
-def _domain_splitter() -> Callable[[Atoms, str | None], list[Atoms]]:
-    try:
-        from .domains import read_pae, split_domains
-    except ImportError as exc:
-        raise InputError("--prepare domains|both needs difffit_screen.domains (split_domains, "
-                         f"read_pae), which cannot be imported here ({exc})") from None
+def predicted_from_source(meta: dict) -> bool | None:
+    """Whether a packed candidate's B-factors are pLDDT, from its provenance ``meta``.
 
-    def split(atoms: Atoms, pae_path: str | None, plddt_min: float | None = None) -> list[Atoms]:
+    AlphaFold DB models (``source_kind="afdb"``) are predicted; RCSB entries (``"pdb"``) are
+    not, unless their header says they are (``meta["predicted"]``, a computed model); for other
+    sources ``None``: :func:`difffit_screen.domains.is_predicted_model` guesses from the header,
+    names and B-factors.
+    """
+    kind = meta.get("source_kind")
+    if kind == "afdb":
+        return True
+    if kind == "pdb":
+        return bool(meta.get("predicted"))
+    return None
+
+
+def _prepare(atoms: Atoms, pae_path: str | None = None, *, mode: str,
+             plddt_min: float | None) -> list[Atoms]:
+    """The candidates of one model for :func:`make_prepare`'s ``mode``."""
+    from .domains import read_pae, split_domains, trim_if_predicted
+
+    predicted = predicted_from_source(atoms.meta)
+    out = [trim_if_predicted(atoms, plddt_min, predicted)] if mode in ("full", "both") else []
+    if mode in ("domains", "both"):
         pae = read_pae(pae_path) if pae_path else None
         kw = {"plddt_min": plddt_min} if plddt_min is not None else {}
-        domains = split_domains(atoms, pae=pae, **kw)
+        domains = split_domains(atoms, pae=pae, predicted=predicted, **kw)
         for i, dom in enumerate(domains, start=1):  # PDB chains share an accession
             if not dom.name.startswith(atoms.name):
                 dom.name = f"{atoms.name}_D{dom.meta.get('domain_index', i)}"
-        return domains
-
-    return split
+        out += domains
+    return out
 
 
 def provenance(row: dict) -> dict:
@@ -482,33 +488,3 @@ def _reject_reason(cand: Atoms, seen: set[str]) -> str | None:
 
 def _failure(candidate: str, source: str | None, reason: str | None) -> dict:
     return {"candidate": candidate, "source": source, "stage": "pack", "reason": reason}
-
-
-# --- command line ------------------------------------------------------------------------------
-
-def add_pack_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments of ``difffit-screen pack``."""
-    p.add_argument("--manifest", required=True, help="manifest from 'difffit-screen fetch'")
-    p.add_argument("--failures", required=True, help="output failures table (Parquet)")
-    p.add_argument("--out", required=True, nargs="+", metavar="SHARD",
-                   help="shard files to write (Parquet); their number is the number of shards")
-    p.add_argument("--prepare", choices=PREPARE_MODES, default="full",
-                   help="full models, their domains (difffit_screen.domains), or both")
-    p.add_argument("--plddt-min", type=float, default=None,
-                   help="AlphaFold models: drop atoms with pLDDT below this")
-
-
-def run_pack_command(args: argparse.Namespace) -> int:
-    """Run ``difffit-screen pack``."""
-    from .library import MANIFEST_SCHEMA
-    from .tables import read_table
-
-    manifest = Path(args.manifest)
-    if not manifest.is_file():
-        raise InputError(f"{manifest}: manifest not found")
-    table = read_table(manifest, MANIFEST_SCHEMA)
-    failures = pack_library(table, args.out, make_prepare(args.prepare, args.plddt_min))
-    write_table(table_from_rows(failures, FAILURES_SCHEMA), args.failures)
-    log.info("pack: %d manifest rows, %d shards, %d failures", table.num_rows, len(args.out),
-             len(failures))
-    return 0

@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from plddt_model import ALL_RESIDUES, KEPT_RESIDUES, LOW_RESIDUES, cube_model, polymer_residues
 
 from difffit_screen.cli import main
 from difffit_screen.domains import (
+    confident_fraction,
     count_pieces,
     find_pae_file,
     format_residue_ranges,
@@ -20,6 +22,7 @@ from difffit_screen.domains import (
     is_predicted_model,
     read_pae,
     split_domains,
+    trim_if_predicted,
     trim_low_confidence,
 )
 from difffit_screen.errors import InputError
@@ -121,6 +124,32 @@ def test_trim_keeps_ligands():
     atoms.b_iso[-1] = 5.0
     out = trim_low_confidence(atoms, 70.0)
     assert (~out.polymer).sum() == 1
+
+
+def test_trim_removes_low_plddt_residues_whole_and_keeps_the_rest():
+    atoms = cube_model(ligand=True)  # per-atom pLDDT, as AlphaFold 3 writes it
+    assert polymer_residues(atoms) == dict.fromkeys(ALL_RESIDUES, 2)
+    for out in (trim_low_confidence(atoms, 70.0), trim_if_predicted(atoms, 70.0)):
+        assert polymer_residues(out) == dict.fromkeys(KEPT_RESIDUES, 2)  # whole residues
+        assert out.meta["n_trimmed_residues"] == len(LOW_RESIDUES)
+        assert (~out.polymer).sum() == 1  # the ligand stays
+    doms = split_domains(atoms, plddt_min=70.0)
+    got = [polymer_residues(d) for d in doms]
+    assert {k: v for g in got for k, v in g.items()} == dict.fromkeys(KEPT_RESIDUES, 2)
+    assert all(d.meta["plddt_min"] == 70.0 for d in doms)
+    untrimmed = split_domains(atoms, plddt_min=None)
+    assert set().union(*map(polymer_residues, untrimmed)) == ALL_RESIDUES
+
+
+def test_trim_leaves_models_whose_b_factors_are_not_plddt():
+    experimental = cube_model(name="1abcA")
+    assert trim_if_predicted(experimental, 70.0) is experimental
+    assert trim_if_predicted(cube_model(), None).b_iso.min() < 70.0
+    assert trim_if_predicted(cube_model(), 70.0, predicted=False).b_iso.min() < 70.0
+    said_predicted = trim_if_predicted(cube_model(name="1abcA"), 70.0, predicted=True)
+    assert set(polymer_residues(said_predicted)) == KEPT_RESIDUES
+    doms = split_domains(experimental, plddt_min=70.0)
+    assert set().union(*map(polymer_residues, doms)) == ALL_RESIDUES
 
 
 def test_predicted_model_detection():
@@ -345,3 +374,15 @@ def test_tardigrade_models(tmp_path):
         dom = read_structure(row.path)
         assert dom.b_iso.min() >= 70.0  # trimmed
         assert len(index_residues(dom)) == row.n_residues
+
+
+def test_confident_fraction_counts_residues_at_plddt_50_or_more():
+    model = cube_model()  # residues 41-50 at 40; residue 20 mean 65, residue 30 mean 72.5
+    assert confident_fraction(model) == pytest.approx(115 / 125)
+    disordered = cube_model()
+    disordered.b_iso[:] = 35.0
+    disordered.b_iso[:20] = 80.0  # 10 residues confident of 125
+    assert confident_fraction(disordered) == pytest.approx(10 / 125)
+    experimental = cube_model(name="1abc_A")  # not named as a prediction: no pLDDT
+    assert confident_fraction(experimental) is None
+    assert confident_fraction(experimental, predicted=True) == pytest.approx(115 / 125)

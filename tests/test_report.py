@@ -269,10 +269,19 @@ def test_cxc_names_files_that_exist(report):
 
 
 def test_report_folder_can_be_moved(report, tmp_path):
+    import pyarrow.parquet as pq
+
+    ranking = pq.read_table(report.parent.parent / "ranking.parquet").sort_by("rank")
+    ranking = ranking.slice(0, TOP).to_pylist()
     moved = tmp_path / "copy"
     shutil.copytree(report.parent, moved)
-    for rel in re.findall(r"^open (\S+)$", (moved / "top_hits.cxc").read_text(), flags=re.M):
+    opened = re.findall(r"^open (\S+)$", (moved / "top_hits.cxc").read_text(), flags=re.M)
+    # the map first, then each exported top hit by its file name, in rank order
+    assert opened == [MAP.name] + [f"models/rank{r['rank']}_{r['candidate']}.cif"
+                                   for r in ranking if r["candidate"] != "GONE_D1"]
+    for rel in opened:
         assert (moved / rel).is_file()
+    assert sha256(moved / MAP.name) == sha256(MAP)
 
 
 def test_exported_models_are_in_the_map_frame(report):
@@ -477,6 +486,9 @@ def test_demo_screen_end_to_end(tmp_path):
     assert {c for c, v in q.items() if v < 0.05} == {"I7MLV6_D3", "I7M317_D1"}
     assert main(["report", str(out)]) == 0
     report_dir = out / "report"
-    for rel in re.findall(r"^open (\S+)$", (report_dir / "top_hits.cxc").read_text(), flags=re.M):
+    opened = re.findall(r"^open (\S+)$", (report_dir / "top_hits.cxc").read_text(), flags=re.M)
+    top = ranking.sort_by("rank").slice(0, 10).to_pylist()
+    assert opened == [MAP.name] + [f"models/rank{r['rank']}_{r['candidate']}.cif" for r in top]
+    for rel in opened:
         assert (report_dir / rel).is_file()
     assert (report_dir / "index.html").read_text().count('class="hit-view"') == 10

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from plddt_model import ALL_RESIDUES, KEPT_RESIDUES, cube_model, polymer_residues
 
 from difffit_screen import store
 from difffit_screen.annotations import chain_annotation
@@ -211,6 +212,37 @@ def test_make_prepare_full_trims_plddt_of_afdb_models_only():
     assert len(prepare(pdb, None)[0]) == len(pdb)
     with pytest.raises(InputError):
         store.make_prepare("halves")
+
+
+@pytest.mark.parametrize("mode", ["full", "domains", "both"])
+def test_make_prepare_trims_low_plddt_residues_whole(mode):
+    atoms = cube_model(name="T00001", ligand=True, source_kind="afdb")  # per-atom pLDDT
+    out = store.make_prepare(mode, plddt_min=70)(atoms, None)
+    full = [a for a in out if a.name == "T00001"]
+    domains = [a for a in out if a.name != "T00001"]
+    assert len(full) == (mode != "domains") and bool(domains) == (mode != "full")
+    for group in (full, domains):
+        if group:  # every kept residue whole, every low one gone
+            residues = {k: v for a in group for k, v in polymer_residues(a).items()}
+            assert residues == dict.fromkeys(KEPT_RESIDUES, 2)
+    for a in full:
+        assert (~a.polymer).sum() == 1  # the ligand stays (the readers drop ligands anyway)
+        assert a.meta["plddt_min"] == 70.0
+
+
+def test_make_prepare_trims_only_models_whose_b_factors_are_plddt():
+    prepare = store.make_prepare("both", plddt_min=70)
+    cases = {"pdb": (cube_model(name="1ABC_A", source_kind="pdb"), ALL_RESIDUES),
+             "local": (cube_model(name="model", source_kind="local"), ALL_RESIDUES),
+             "local AF": (cube_model(source_kind="local"), KEPT_RESIDUES),
+             "local header": (cube_model(name="model", source_kind="local", predicted=True),
+                              KEPT_RESIDUES),
+             "computed model": (cube_model(name="AF_T1", source_kind="pdb", predicted=True),
+                                KEPT_RESIDUES)}
+    for case, (atoms, expected) in cases.items():
+        full, *domains = prepare(atoms, None)
+        assert set(polymer_residues(full)) == expected, case
+        assert set().union(*map(polymer_residues, domains)) == expected, case
 
 
 # --- CLI ---------------------------------------------------------------------------------------

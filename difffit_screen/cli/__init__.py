@@ -67,7 +67,7 @@ def _run_fit(args: argparse.Namespace) -> int:
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
     from ..options import REPORT_RANGES
-    from ..report import add_report_arguments
+    from .report import add_arguments as add_report_arguments
 
     p = sub.add_parser("report", help="write the HTML review, top-hit models and a ChimeraX script",
                        description="Write RESULTS/report/: index.html (ranking, significance, "
@@ -79,7 +79,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_report(args: argparse.Namespace) -> int:
-    from ..report import run_report_command
+    from .report import run as run_report_command
 
     return run_report_command(args)
 
@@ -87,8 +87,8 @@ def _run_report(args: argparse.Namespace) -> int:
 # --- domains -----------------------------------------------------------------------------------
 
 def _add_domains(sub: argparse._SubParsersAction) -> None:
-    from ..domains import add_domains_arguments
     from ..options import DOMAINS_RANGES
+    from .domains import add_arguments as add_domains_arguments
 
     p = sub.add_parser("domains", help="trim low-pLDDT residues and split models into domains",
                        description="Split predicted models (or any structures) into compact "
@@ -99,7 +99,7 @@ def _add_domains(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_domains(args: argparse.Namespace) -> int:
-    from ..domains import run_domains_command
+    from .domains import run as run_domains_command
 
     return run_domains_command(args)
 
@@ -107,45 +107,45 @@ def _run_domains(args: argparse.Namespace) -> int:
 # --- fetch / fetch-map / pack (library) --------------------------------------------------------
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
-    from ..library import add_fetch_arguments
     from ..options import FETCH_RANGES
+    from .fetch import add_arguments
 
     p = sub.add_parser("fetch", help="fetch a candidate library into a cache, write its manifest",
                        description="Fetch AlphaFold DB models (accessions or a UniProt proteome), "
                                    "RCSB entries (split into chains) and local files into a "
                                    "shared cache; write the manifest and the failures table.")
-    add_fetch_arguments(p)
+    add_arguments(p)
     register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch)
 
 
 def _run_fetch(args: argparse.Namespace) -> int:
-    from ..library import run_fetch_command
+    from .fetch import run
 
-    return run_fetch_command(args)
+    return run(args)
 
 
 def _add_fetch_map(sub: argparse._SubParsersAction) -> None:
-    from ..library import add_fetch_map_arguments
     from ..options import FETCH_RANGES
+    from .fetch_map import add_arguments
 
     p = sub.add_parser("fetch-map", help="download an EMDB map and its resolution/contour",
                        description="Download an EMDB map; read its resolution and recommended "
                                    "contour from the EMDB API unless given.")
-    add_fetch_map_arguments(p)
+    add_arguments(p)
     register_checks(p, FETCH_RANGES)
     p.set_defaults(handler=_run_fetch_map)
 
 
 def _run_fetch_map(args: argparse.Namespace) -> int:
-    from ..library import run_fetch_map_command
+    from .fetch_map import run
 
-    return run_fetch_map_command(args)
+    return run(args)
 
 
 def _add_pack(sub: argparse._SubParsersAction) -> None:
     from ..options import PACK_RANGES
-    from ..store import add_pack_arguments
+    from .pack import add_arguments as add_pack_arguments
 
     p = sub.add_parser("pack", help="pack a fetched library into balanced shard files",
                        description="Parse the manifest's structures once and pack them (whole, "
@@ -157,7 +157,7 @@ def _add_pack(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_pack(args: argparse.Namespace) -> int:
-    from ..store import run_pack_command
+    from .pack import run as run_pack_command
 
     return run_pack_command(args)
 

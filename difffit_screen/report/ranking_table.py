@@ -15,14 +15,18 @@ from __future__ import annotations
 
 import base64
 import gzip
-import html
 import json
 import math
-from functools import cache
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
+
+from ..outputs import atomic_write
+from .html import esc
+from .results import Q_HIT
+
+__all__ = ["PAGE_SIZE", "TABLE_COLUMNS", "TSV_COLUMNS", "ranking_section_html",
+           "write_ranking_tsv"]
 
 TABLE_COLUMNS = ("rank", "candidate", "name", "organism", "score", "zscore", "qvalue", "hits",
                  "n_residues", "inside_fraction", "fit_ok", "n_starts", "n_clusters", "n_atoms",
@@ -37,12 +41,7 @@ SEARCH_COLUMNS = ("candidate", "name", "organism", "gene")
 
 TEXT_COLUMNS = {"candidate", "name", "organism", "gene", "residue_ranges"}
 PAGE_SIZE = 50
-Q_HIT = 0.05
-
-
-def esc(value) -> str:
-    """HTML-escape ``str(value)``."""
-    return html.escape(str(value), quote=True)
+"""Rows of the ranking table's first page (the reader can choose 25 to 500)."""
 
 
 def round_value(name: str, value):
@@ -175,12 +174,10 @@ def write_ranking_tsv(ranking: pa.Table, path: Path) -> Path:
     """Every row of the ranking as TSV (:data:`TSV_COLUMNS`), for spreadsheets."""
     cols = [c for c in TSV_COLUMNS if c in ranking.column_names]
     data = {c: ranking.column(c).to_pylist() for c in cols}
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_write(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
         fh.write("\t".join(cols) + "\n")
         for i in range(ranking.num_rows):
             fh.write("\t".join(_tsv(data[c][i]) for c in cols) + "\n")
-    tmp.replace(path)
     return path
 
 
@@ -191,8 +188,3 @@ def _tsv(value) -> str:
         return f"{value:.6g}"
     return str(value).replace("\t", " ").replace("\n", " ")
 
-
-@cache
-def table_script() -> str:
-    """The table's JavaScript (``difffit_screen/web/ranking_table.js``)."""
-    return resources.files("difffit_screen").joinpath("web", "ranking_table.js").read_text()

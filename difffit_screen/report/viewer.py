@@ -28,6 +28,12 @@ from importlib import resources
 
 import numpy as np
 
+from .density import crop_indices
+from .html import web_asset
+
+__all__ = ["VIEWER_LICENSE", "VIEWER_NAME", "VIEWER_VERSION", "hit_payload", "viewer_html",
+           "viewer_library_html", "viewer_script"]
+
 VIEWER_NAME = "3Dmol.js"
 VIEWER_VERSION = "2.5.5"
 VIEWER_LICENSE = "BSD-3-Clause"
@@ -51,19 +57,6 @@ def viewer_script() -> str:
     if digest != VIEWER_SHA256:
         raise RuntimeError(f"vendored {VIEWER_FILE} has sha256 {digest}, not {VIEWER_SHA256}")
     return data.decode("utf-8")
-
-
-def crop_indices(shape_zyx: tuple[int, int, int], origin: np.ndarray, voxel: np.ndarray,
-                 xyz: np.ndarray, margin: float = VIEW_MARGIN) -> tuple[np.ndarray, np.ndarray]:
-    """``(lo, hi)`` voxel indices ``[i, j, k]`` (x, y, z) of the box around atoms ``xyz`` +
-    ``margin``, clipped to the map; the whole map when the model lies outside it."""
-    n_xyz = np.array(shape_zyx[::-1])
-    lo = np.floor((xyz.min(axis=0) - margin - origin) / voxel).astype(int)
-    hi = np.ceil((xyz.max(axis=0) + margin - origin) / voxel).astype(int) + 1
-    lo, hi = np.clip(lo, 0, n_xyz - 1), np.clip(hi, 1, n_xyz)
-    if np.any(hi - lo < 2):
-        return np.zeros(3, int), n_xyz
-    return lo, hi
 
 
 def ccp4_bytes(data_zyx: np.ndarray, voxel: np.ndarray) -> bytes:
@@ -143,7 +136,7 @@ def hit_payload(data_zyx: np.ndarray, origin: np.ndarray, voxel: np.ndarray,
     """
     origin = np.asarray(origin, float)
     voxel = np.asarray(voxel, float)
-    lo, hi = crop_indices(data_zyx.shape, origin, voxel, xyz)
+    lo, hi = crop_indices(data_zyx.shape, origin, voxel, xyz, VIEW_MARGIN)
     n = int(np.prod(hi - lo))
     stride = max(1, math.ceil((n / MAX_VOXELS) ** (1 / 3)))
     sub = data_zyx[lo[2]:hi[2]:stride, lo[1]:hi[1]:stride, lo[0]:hi[0]:stride]
@@ -175,11 +168,5 @@ def viewer_library_html() -> str:
     """The inlined viewer library (once per page) and the code that starts the viewers."""
     return (f"<script>/* {VIEWER_NAME} {VIEWER_VERSION}, {VIEWER_LICENSE}, "
             f"https://3dmol.org (vendored, see difffit_screen/vendor/) */\n{viewer_script()}"
-            f"</script>\n<script>{start_script()}</script>")
+            f"</script>\n<script>{web_asset('viewer.js')}</script>")
 
-
-@cache
-def start_script() -> str:
-    """The code that starts each hit's viewer when it scrolls into view
-    (``difffit_screen/web/viewer.js``)."""
-    return resources.files("difffit_screen").joinpath("web", "viewer.js").read_text()
