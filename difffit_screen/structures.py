@@ -15,7 +15,6 @@ from pathlib import Path
 
 import gemmi
 import numpy as np
-from scipy.spatial import cKDTree
 
 from .errors import InputError
 from .validate import check_atoms, check_compressed, check_file_end
@@ -329,6 +328,8 @@ def simulate_atom_weights(xyz: np.ndarray, elements: np.ndarray, resolution: flo
     if sigma > 1.2:  # many neighbours within 5 sigma: a grid is cheaper than neighbour pairs
         w = _gaussian_sum_on_grid(xyz, z, sigma)
     else:
+        from scipy.spatial import cKDTree  # imported here: reading structures needs no scipy
+
         tree = cKDTree(xyz)
         pairs = tree.sparse_distance_matrix(tree, 5.0 * sigma, output_type="coo_matrix")
         contrib = z[pairs.col] * np.exp(-(pairs.data**2) / (2.0 * sigma**2))
