@@ -13,6 +13,14 @@ Conventions (stated once here and kept everywhere in the package)
   *input* coordinates ``x`` to its fitted coordinates ``R @ x + t`` in the map frame. Everything
   else (``quat_xyzw`` of ``R``, the centroid ``translation``) is derived from it.
 - Every random choice takes an integer seed, and the seed is written to the outputs.
+
+Public API
+----------
+The names in ``__all__`` (the README's "Python API" section has an example): read and prepare
+a map (:func:`read_map`, :func:`prepare_map`), fit and rank candidates in memory
+(:func:`screen`, :class:`FitParams`) or into a folder (:func:`run_fit`), significance
+(:func:`add_significance`), compositing (:func:`place_subunits`), the report
+(:func:`write_report`). Each is imported from its module on first use.
 """
 
 from __future__ import annotations

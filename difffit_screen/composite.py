@@ -7,7 +7,8 @@ the fitted copy's volume, zero that density, refit the rest):
    (:func:`~difffit_screen.fit.fit_candidates`, ``clusters`` clusters per subunit, each a
    candidate placement);
 2. the clusters of all subunits are pooled and considered best ``score`` first. A cluster is
-   **acceptable** when all of these hold (the reason of the first that fails is recorded):
+   **acceptable** when all of these hold (:func:`decide`: the reason of the first that fails
+   is recorded; :func:`score_round` gives each cluster its standing):
 
    - ``fit_ok`` (at least ``FitParams.min_inside`` of its atoms inside the contour) and
      ``inside_fraction >= min_inside`` (0.8) x the best inside fraction of the subunit, over
@@ -48,7 +49,8 @@ the fitted copy's volume, zero that density, refit the rest):
    have counts), ``max_rounds`` is reached, or the footprint is explained (fewer than
    ``stop_footprint`` of the original footprint voxels remain above the threshold).
 
-Outputs (:func:`run_composite`): ``assembly.cif`` (one chain per placed copy, ids A, B, ...,
+The rounds run in memory (:func:`place_subunits`, a :class:`CompositeResult`); outputs
+(:func:`run_composite`): ``assembly.cif`` (one chain per placed copy, ids A, B, ...,
 Z, AA, AB, ...), ``assembly.json`` (chain -> subunit, source, matrix, round, scores),
 ``residual.mrc``, ``rounds.parquet`` (every considered cluster and its decision),
 ``fits.parquet`` / ``ranking.parquet`` (the accepted placements, one "candidate" per chain),
