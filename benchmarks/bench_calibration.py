@@ -134,6 +134,23 @@ def fit_map(name: str, library: str, work: Path) -> dict:
                                   and r["n_starts"] > params.positions * params.rotations))}
 
 
+def add_confident_fraction(table, natives: list[str]):
+    """Add ``confident_fraction`` (as ``fit`` now records it) to kept fits that predate it,
+    from each decoy's source file; the natives are experimental structures (null)."""
+    import pyarrow as pa
+
+    from difffit_screen.domains.plddt import confident_fraction
+    from difffit_screen.structures import read_structure
+
+    values = []
+    for name, source in zip(table.column("candidate").to_pylist(),
+                            table.column("source").to_pylist(), strict=True):
+        path = Path(str(source))
+        values.append(None if name in natives or not path.exists()
+                      else confident_fraction(read_structure(path, name=name)))
+    return table.append_column("confident_fraction", pa.array(values, pa.float32()))
+
+
 def analyse(name: str, library: str) -> dict:
     """Significance with and without the natives, from the kept best fits."""
     import pyarrow.parquet as pq
@@ -142,6 +159,8 @@ def analyse(name: str, library: str) -> dict:
 
     table = pq.read_table(TABLES / f"{name}_{library}.parquet")
     labels = [n[0] for n in MAPS[name][5]]
+    if "confident_fraction" not in table.column_names:  # kept fits from before the column
+        table = add_confident_fraction(table, labels)
     full = add_significance(table).to_pandas()
     is_native = full.candidate.isin(labels)
     decoys = table.filter(np.asarray(~is_native.to_numpy()))
@@ -173,6 +192,13 @@ def analyse(name: str, library: str) -> dict:
     }
 
 
+KNOWN_HOMOLOGUES = {
+    "A0A1D1VB57": "tardigrade HSP60 (chaperonin, 52 % sequence identity to E. coli GroEL): a "
+                  "true homologue of the GroEL map's subunit, not a false discovery",
+}
+"""Library models that are real homologues of a map's native (found by sequence alignment)."""
+
+
 def render_md(doc: dict) -> str:
     lines = [f"# Calibration: natives among {N_DECOYS} decoys "
              f"({doc['library']} models), every shared map", "",
@@ -191,6 +217,11 @@ def render_md(doc: dict) -> str:
         lines.append(f"| {name} | {MAPS[name][4]} | {nat} | {a['decoys_q05_with_natives']} | "
                      f"{a['decoys_q05_decoy_only']} ({a['min_q_decoy_only']:.2g}) | "
                      f"{r['fit'].get('n_deepened', '-')} | {r['fit']['wall_s']:.0f} |")
+    found = {r["analysis"]["best_decoy"]["candidate"] for r in doc["maps"].values()
+             if r.get("analysis") and r["analysis"].get("best_decoy")}
+    notes = [f"- {k}: {v}" for k, v in KNOWN_HOMOLOGUES.items() if k in found]
+    if notes:
+        lines += ["", "Library models that are homologues of a native:", "", *notes]
     lines += ["", "Null per map:", ""]
     lines += [f"- {n}: {r['analysis']['null']}" for n, r in doc["maps"].items()
               if r.get("analysis")]

@@ -112,9 +112,9 @@ def run_case(name: str, map_path: Path, thr: float, res: float, subunits: dict[s
         cas.append(np.array(list(pa.values())))
         e = best[1]
         copies.append({"chain": p.chain, "subunit": p.subunit, "round": p.round,
-                       "score": float(p.row["score"]), "z": float(p.row["z"]),
-                       "hits": int(p.row["hits"]),
-                       "inside_fraction": float(p.row["inside_fraction"]),
+                       "score": float(p.cluster.score), "z": float(p.cluster.z),
+                       "hits": int(p.cluster.row["hits"]),
+                       "inside_fraction": float(p.cluster.inside_fraction),
                        "nearest_deposited": best[0], **e,
                        "within_tol": bool(e and (e["rmsd"] <= tol[0]
                                                  or (e["centroid_error"] <= tol[0]

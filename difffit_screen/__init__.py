@@ -13,16 +13,104 @@ Conventions (stated once here and kept everywhere in the package)
   *input* coordinates ``x`` to its fitted coordinates ``R @ x + t`` in the map frame. Everything
   else (``quat_xyzw`` of ``R``, the centroid ``translation``) is derived from it.
 - Every random choice takes an integer seed, and the seed is written to the outputs.
+
+Public API
+----------
+The names in ``__all__`` (the README's "Python API" section has an example): read and prepare
+a map (:func:`read_map`, :func:`prepare_map`), fit and rank candidates in memory
+(:func:`screen`, :class:`FitParams`) or into a folder (:func:`run_fit`), significance
+(:func:`add_significance`), compositing (:func:`place_subunits`), the report
+(:func:`write_report`). Each is imported from its module on first use.
 """
 
-__all__ = ["__version__"]
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+__all__ = [
+    "Atoms",
+    "CompositeParams",
+    "CompositeResult",
+    "DensityMap",
+    "FitParams",
+    "PreparedMap",
+    "ScreenResult",
+    "__version__",
+    "add_significance",
+    "aggregate_results",
+    "apply_matrix",
+    "fit_candidates",
+    "iter_candidates",
+    "load_prepared",
+    "place_subunits",
+    "prepare_map",
+    "rank_candidates",
+    "read_map",
+    "read_structure",
+    "run_composite",
+    "run_fit",
+    "save_prepared",
+    "screen",
+    "write_map",
+    "write_report",
+    "write_structure",
+]
+
+_MODULE_OF = {
+    **dict.fromkeys(["DensityMap", "PreparedMap", "read_map", "write_map", "prepare_map",
+                     "save_prepared", "load_prepared"], "maps"),
+    **dict.fromkeys(["Atoms", "read_structure", "write_structure", "apply_matrix"],
+                    "structures"),
+    **dict.fromkeys(["FitParams", "CompositeParams"], "params"),
+    **dict.fromkeys(["screen", "ScreenResult", "fit_candidates", "iter_candidates", "run_fit"],
+                    "fit"),
+    **dict.fromkeys(["rank_candidates", "aggregate_results"], "tables"),
+    "add_significance": "significance",
+    **dict.fromkeys(["CompositeResult", "place_subunits", "run_composite"], "composite"),
+    "write_report": "report",
+}
+"""Public name -> the module that defines it, imported on first use (PEP 562): ``import
+difffit_screen`` stays cheap; torch loads with the first fitting name used."""
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
+    from .composite import CompositeResult, place_subunits, run_composite
+    from .fit import ScreenResult, fit_candidates, iter_candidates, run_fit, screen
+    from .maps import (
+        DensityMap,
+        PreparedMap,
+        load_prepared,
+        prepare_map,
+        read_map,
+        save_prepared,
+        write_map,
+    )
+    from .params import CompositeParams, FitParams
+    from .report import write_report
+    from .significance import add_significance
+    from .structures import Atoms, apply_matrix, read_structure, write_structure
+    from .tables import aggregate_results, rank_candidates
 
 
-def __getattr__(name: str) -> str:
-    """``__version__``, read from the installed metadata when first asked for (importing
-    ``importlib.metadata`` costs a tenth of a second of every command's start)."""
-    if name != "__version__":
+def __getattr__(name: str) -> object:
+    """Import a public name from its module on first use (PEP 562); ``__version__`` is read
+    from the installed metadata when first asked for (``importlib.metadata`` would cost a
+    tenth of a second of every command's start)."""
+    if name == "__version__":
+        return _read_version()
+    module = _MODULE_OF.get(name)
+    if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+def _read_version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     try:

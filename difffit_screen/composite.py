@@ -7,7 +7,8 @@ the fitted copy's volume, zero that density, refit the rest):
    (:func:`~difffit_screen.fit.fit_candidates`, ``clusters`` clusters per subunit, each a
    candidate placement);
 2. the clusters of all subunits are pooled and considered best ``score`` first. A cluster is
-   **acceptable** when all of these hold (the reason of the first that fails is recorded):
+   **acceptable** when all of these hold (:func:`decide`: the reason of the first that fails
+   is recorded; :func:`score_round` gives each cluster its standing):
 
    - ``fit_ok`` (at least ``FitParams.min_inside`` of its atoms inside the contour) and
      ``inside_fraction >= min_inside`` (0.8) x the best inside fraction of the subunit, over
@@ -48,7 +49,8 @@ the fitted copy's volume, zero that density, refit the rest):
    have counts), ``max_rounds`` is reached, or the footprint is explained (fewer than
    ``stop_footprint`` of the original footprint voxels remain above the threshold).
 
-Outputs (:func:`run_composite`): ``assembly.cif`` (one chain per placed copy, ids A, B, ...,
+The rounds run in memory (:func:`place_subunits`, a :class:`CompositeResult`); outputs
+(:func:`run_composite`): ``assembly.cif`` (one chain per placed copy, ids A, B, ...,
 Z, AA, AB, ...), ``assembly.json`` (chain -> subunit, source, matrix, round, scores),
 ``residual.mrc``, ``rounds.parquet`` (every considered cluster and its decision),
 ``fits.parquet`` / ``ranking.parquet`` (the accepted placements, one "candidate" per chain),
@@ -60,7 +62,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +83,7 @@ from .maps import (
 from .outputs import atomic_write, prepare_output_dir, remove_previous_outputs, write_text
 from .params import CompositeParams, FitParams
 from .scores import FootprintCorrelation
+from .significance import robust_sd
 from .structures import Atoms, apply_matrix, atomic_numbers, select_atoms, to_gemmi
 from .tables import FAILURES_SCHEMA, FITS_SCHEMA, rank_candidates, table_from_rows, write_table
 from .validate import MIN_ATOMS, check_atoms
@@ -89,15 +92,68 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
+class Cluster:
+    """One pose cluster of a subunit in a round, and where it stands among the subunit's.
+
+    Attributes
+    ----------
+    row : dict
+        Its ``fits`` row from :func:`~difffit_screen.fit.fit_candidates` (``FITS_SCHEMA``
+        columns; never modified).
+    z : float
+        z of its score against the lower group of the subunit's cluster scores of the round
+        (:func:`split_scores`; ``inf`` with fewer than 3 clusters).
+    top_group : bool
+        Whether its score lies above the largest gap of those scores.
+    rel : float
+        ``(score - median_low) / (best - median_low)`` (1 when ``best <= median_low``).
+    best : float
+        The subunit's best cluster score of the round.
+    max_inside : float
+        The subunit's best inside fraction: its clusters of the round and its copies accepted
+        before.
+    """
+
+    row: dict
+    z: float
+    top_group: bool
+    rel: float
+    best: float
+    max_inside: float
+
+    @property
+    def subunit(self) -> str:
+        return self.row["candidate"]
+
+    @property
+    def score(self) -> float:
+        return self.row["score"]
+
+    @property
+    def inside_fraction(self) -> float:
+        return self.row["inside_fraction"]
+
+    @property
+    def fit_ok(self) -> bool:
+        return self.row["fit_ok"]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """``(12,)`` float64 pose ``[R | t]`` (row-major), input frame to map frame."""
+        return np.asarray(self.row["matrix"], dtype=np.float64)
+
+
+@dataclass
 class Placement:
-    """One accepted copy."""
+    """One accepted copy: chain id, subunit, pose, round, the cluster it came from, and its
+    posed clash atoms ``(n, 3)`` (CA, else all; :func:`clash_atoms`)."""
 
     chain: str
     subunit: str
     source: str
     matrix: np.ndarray  # (12,)
     round: int
-    row: dict
+    cluster: Cluster
     ca: np.ndarray  # (n, 3) posed CA (or all) atoms
 
 
@@ -199,26 +255,34 @@ def zero_mask(dmap: DensityMap, resolution: float, posed: list[tuple[np.ndarray,
     return out
 
 
+def z_against(scores: np.ndarray, low: np.ndarray, min_spread: float
+              ) -> tuple[np.ndarray, float]:
+    """z of ``scores`` against the group ``low``, and its median: ``(s - median) / spread``
+    with ``spread = max(robust sd, sd, min_spread)`` of ``low``
+    (:func:`~difffit_screen.significance.robust_sd`)."""
+    med = float(np.median(low))
+    spread = max(robust_sd(low, med), float(np.std(low)), min_spread)
+    return (scores - med) / spread, med
+
+
 def robust_z(scores: np.ndarray) -> np.ndarray:
-    """z of each score against the lower half of ``scores`` (median, 1.4826 x MAD)."""
+    """z of each score against the lower half of ``scores`` (:func:`z_against`, spread at
+    least 0.01)."""
     s = np.asarray(scores, dtype=np.float64)
     if len(s) < 3:
         return np.full(len(s), np.inf)
     low = np.sort(s)[: max(2, (len(s) + 1) // 2)]
-    med = float(np.median(low))
-    mad = 1.4826 * float(np.median(np.abs(low - med)))
-    spread = max(mad, float(np.std(low)), 0.01)
-    return (s - med) / spread
+    return z_against(s, low, 0.01)[0]
 
 
 def split_scores(scores: np.ndarray, min_spread: float = 0.005
                  ) -> tuple[np.ndarray, np.ndarray, float]:
     """Two-group split of one subunit's cluster scores at their largest gap.
 
-    Returns ``(z, top, median_low)``: ``z`` of every score against the lower group (median and
-    spread = max(1.4826 x MAD, sd, ``min_spread``)), ``top``, True for the scores above the
-    gap, and the lower group's median. With fewer than 3 scores there is no null: ``z = inf``,
-    every score is "top" and ``median_low`` is the lowest score.
+    Returns ``(z, top, median_low)``: ``z`` of every score against the lower group
+    (:func:`z_against`: median and spread = max(robust sd, sd, ``min_spread``)), ``top``, True
+    for the scores above the gap, and the lower group's median. With fewer than 3 scores there
+    is no null: ``z = inf``, every score is "top" and ``median_low`` is the lowest score.
     """
     s = np.asarray(scores, dtype=np.float64)
     if len(s) < 3:
@@ -227,12 +291,8 @@ def split_scores(scores: np.ndarray, min_spread: float = 0.005
     srt = np.sort(s)[::-1]
     gaps = srt[:-1] - srt[1:]
     k = int(np.argmax(gaps))  # top group = srt[: k + 1]
-    cut = srt[k]
-    low = srt[k + 1:]
-    med = float(np.median(low))
-    mad = 1.4826 * float(np.median(np.abs(low - med)))
-    spread = max(mad, float(np.std(low)), min_spread)
-    return (s - med) / spread, s >= cut, med
+    z, med = z_against(s, srt[k + 1:], min_spread)
+    return z, s >= srt[k], med
 
 
 def parse_copies(items: list[str] | None) -> dict[str, int]:
@@ -250,6 +310,14 @@ def parse_copies(items: list[str] | None) -> dict[str, int]:
 
 @dataclass
 class CompositeResult:
+    """What :func:`place_subunits` found: the placed copies, every decision, the residual map.
+
+    ``decisions`` are rows of :data:`ROUNDS_SCHEMA` (every cluster considered, in the order
+    considered); ``residual`` is the working map after the last round's zeroing; ``missing``
+    maps a subunit to the requested copies not placed; ``threshold``, ``resolution`` and
+    ``sigmas`` are those the map was prepared with.
+    """
+
     placements: list[Placement]
     decisions: list[dict]
     residual: DensityMap
@@ -264,142 +332,207 @@ class CompositeResult:
     failures: list = field(default_factory=list)
 
 
-def composite(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositeParams,
-              threshold: float | None = None, resolution: float | None = None,
-              progress: bool | None = None) -> CompositeResult:
-    """Place ``subunits`` (name -> Atoms in any frame) into ``dmap`` in rounds."""
+def score_round(fits: list[dict], placements: list[Placement], min_spread: float
+                ) -> list[Cluster]:
+    """The clusters of one round (``fits`` rows, in their order) with their standing.
+
+    Each subunit's cluster scores are split at their largest gap (:func:`split_scores`); a
+    cluster's ``max_inside`` is the best inside fraction of its subunit over its clusters of
+    the round and its copies accepted before (``placements``).
+    """
+    by_subunit: dict[str, list[int]] = {}
+    for i, row in enumerate(fits):
+        by_subunit.setdefault(row["candidate"], []).append(i)
+    clusters: dict[int, Cluster] = {}
+    for name, index in by_subunit.items():
+        rows = [fits[i] for i in index]
+        scores = np.array([r["score"] for r in rows])
+        zs, top, med = split_scores(scores, min_spread)
+        best = float(scores.max())
+        max_inside = max([r["inside_fraction"] for r in rows] + [
+            p.cluster.inside_fraction for p in placements if p.subunit == name])
+        for i, row, z, in_top in zip(index, rows, zs, top, strict=True):
+            rel = float((row["score"] - med) / (best - med)) if best > med else 1.0
+            clusters[i] = Cluster(row, float(z), bool(in_top), rel, best, max_inside)
+    return [clusters[i] for i in range(len(fits))]
+
+
+def decide(cluster: Cluster, params: CompositeParams, n_placed: int, clash: float,
+           clash_with: str | None) -> str:
+    """Why ``cluster`` cannot be accepted, or ``""`` when it can.
+
+    The rules of the module docstring, in order: the first that fails gives the reason.
+
+    Parameters
+    ----------
+    cluster : Cluster
+        The candidate placement and its standing among its subunit's clusters.
+    params : CompositeParams
+        The acceptance thresholds and the requested copy counts.
+    n_placed : int
+        Copies of the cluster's subunit placed so far.
+    clash, clash_with : float, str or None
+        Its largest clash fraction with a copy placed before (:func:`clash_fraction`), and that
+        copy's chain.
+    """
+    c, p, name = cluster, params, cluster.subunit
+    if not c.fit_ok:
+        return f"no fit: inside_fraction {c.inside_fraction:.2f}"
+    if c.inside_fraction < p.min_inside * c.max_inside:
+        return (f"inside_fraction {c.inside_fraction:.2f} < {p.min_inside:g} x "
+                f"subunit best {c.max_inside:.2f}")
+    if c.score < p.min_score:
+        return f"score {c.score:.3f} < floor {p.min_score}"
+    if not c.top_group:
+        return "below the largest score gap (bulk of the clusters)"
+    if c.z < p.min_z:
+        return f"z {c.z:.2f} < {p.min_z} (gap not significant)"
+    if c.rel < p.rel_best:
+        return (f"rel {c.rel:.2f} < {p.rel_best} (closer to the bulk than to "
+                f"the subunit best {c.best:.3f})")
+    if name in p.copies and n_placed >= p.copies[name]:
+        return f"{p.copies[name]} copies of {name} already placed"
+    if clash > p.clash_fraction:
+        return f"clash: {clash:.0%} of CA within {p.clash_distance:g} Å of chain {clash_with}"
+    return ""
+
+
+def decision_row(rnd: int, cluster: Cluster, clash: float, clash_with: str | None,
+                 reason: str, chain: str | None) -> dict:
+    """The :data:`ROUNDS_SCHEMA` row of one considered cluster (``reason`` "" = accepted)."""
+    c = cluster
+    return {"round": rnd, "subunit": c.subunit, "cluster_rank": c.row["cluster_rank"],
+            "score": c.score, "z": c.z, "rel": c.rel, "top_group": c.top_group,
+            "hits": c.row["hits"], "inside_fraction": c.inside_fraction,
+            "clash_fraction": clash, "clash_with": clash_with,
+            "decision": "rejected" if reason else "accepted", "reason": reason or "ok",
+            "chain": chain, "matrix": c.matrix}
+
+
+class _Rounds:
+    """The state of a compositing run between rounds: working map, placements, decisions."""
+
+    def __init__(self, dmap: DensityMap, subunits: dict[str, Atoms], params: CompositeParams,
+                 threshold: float | None, resolution: float | None, progress: bool | None):
+        self.subunits, self.params, self.progress = subunits, params, progress
+        self.res0 = resolution if resolution is not None else float(3.0 * dmap.voxel_size.mean())
+        self.sigmas = tuple(params.sigmas) if params.sigmas else default_sigmas(self.res0)
+        self.threshold = threshold
+        self.prep = self.prepare(dmap)
+        # the working map is prepared again at the first map's (resolved) threshold
+        self.threshold, self.resolution = self.prep.threshold, self.prep.resolution
+        self.fp0 = int(self.prep.mask.sum())
+        self.footprint_left = 1.0
+        self.work = DensityMap(dmap.data.astype(np.float32, copy=True), dmap.voxel_size,
+                               dmap.origin, dmap.path)
+        self.clash_sel = {n: clash_atoms(a) for n, a in subunits.items()}
+        self.size_class = {n: round(float(np.log2(max(int(sel.sum()), 1))))
+                           for n, sel in self.clash_sel.items()}
+        self.z_all = {n: atomic_numbers(a.element) for n, a in subunits.items()}
+        self.placements: list[Placement] = []
+        self.decisions: list[dict] = []
+        self.placed = dict.fromkeys(subunits, 0)
+
+    def prepare(self, d: DensityMap) -> PreparedMap:
+        p = self.params
+        return prepare_map(d, threshold=self.threshold, resolution=self.res0, sigmas=self.sigmas,
+                           negative=p.negative, min_island_volume=p.min_island_volume)
+
+    def wanted(self, name: str) -> bool:
+        """Whether subunit ``name`` still needs copies (always, without a requested count)."""
+        return name not in self.params.copies or self.placed[name] < self.params.copies[name]
+
+    def fit_round(self, rnd: int, todo: list[str]) -> list[Cluster]:
+        """Fit the subunits ``todo`` into the working map; their clusters, scored."""
+        log.info("round %d: fitting %s into %d footprint voxels", rnd, ", ".join(todo),
+                 int(self.prep.mask.sum()))
+        fparams = replace(self.params.fit, seed=self.params.fit.seed + rnd - 1)
+        outcome = fit_candidates(self.prep, [(n, self.subunits[n].source, self.subunits[n])
+                                             for n in todo], fparams, progress=self.progress)
+        for f in outcome.failures:
+            log.warning("round %d: %s failed: %s", rnd, f["candidate"], f["reason"])
+        return score_round(outcome.fits, self.placements, self.params.min_spread)
+
+    def accept(self, rnd: int, clusters: list[Cluster]) -> list[Placement]:
+        """Decide on every cluster, larger subunits first, then best score first (greedy, so
+        that clashes are checked against everything accepted so far); the accepted copies."""
+        accepted: list[Placement] = []
+        for c in sorted(clusters, key=lambda c: (-self.size_class[c.subunit], -c.score)):
+            name, matrix = c.subunit, c.matrix
+            ca = apply_matrix(self.subunits[name].xyz[self.clash_sel[name]], matrix)
+            clash, which = clash_fraction(ca, [p.ca for p in self.placements],
+                                          self.params.clash_distance)
+            clash_with = self.placements[which].chain if which >= 0 else None
+            reason = decide(c, self.params, self.placed[name], clash, clash_with)
+            chain = None
+            if not reason:
+                chain = chain_id(len(self.placements))
+                placement = Placement(chain, name, self.subunits[name].source, matrix, rnd, c, ca)
+                self.placements.append(placement)
+                accepted.append(placement)
+                self.placed[name] += 1
+                log.info("round %d: accepted %s cluster %d as chain %s (score %.3f, z %.1f)",
+                         rnd, name, c.row["cluster_rank"], chain, c.score, c.z)
+            self.decisions.append(decision_row(rnd, c, clash, clash_with, reason, chain))
+        return accepted
+
+    def zero_out(self, accepted: list[Placement]) -> str | None:
+        """Zero the ``accepted`` copies' density out of the working map (:func:`zero_mask`) and
+        prepare it again; returns why to stop, if the rounds are over."""
+        p = self.params
+        posed = [(apply_matrix(self.subunits[a.subunit].xyz, a.matrix), self.z_all[a.subunit])
+                 for a in accepted]
+        self.work.data[zero_mask(self.work, self.resolution, posed, p.zero_level)] = 0.0
+        above = int((self.work.data > self.threshold).sum())
+        self.footprint_left = above / max(self.fp0, 1)
+        if self.footprint_left < p.stop_footprint:
+            return f"footprint explained ({self.footprint_left:.1%} left)"
+        try:
+            self.prep = self.prepare(self.work)
+        except InputError:
+            return "no density left above the threshold"
+        if p.copies and all(n in p.copies for n in self.subunits) and \
+                not any(self.wanted(n) for n in self.subunits):
+            return "all requested copies placed"
+        return None
+
+
+def place_subunits(dmap: DensityMap, subunits: dict[str, Atoms], params: CompositeParams,
+                   threshold: float | None = None, resolution: float | None = None,
+                   progress: bool | None = None) -> CompositeResult:
+    """Place ``subunits`` (name -> Atoms in any frame) into ``dmap`` in rounds (compositing).
+
+    Each round fits the subunits that still need copies into the working map, accepts
+    clusters (:func:`decide`) and zeroes the accepted copies' density out of the working map
+    (see the module docstring). Nothing is written: :func:`run_composite` writes the outputs.
+    """
     t0 = time.perf_counter()
     for name in params.copies:
         if name not in subunits:
             raise InputError(f"--copies names {name!r}, which is not a subunit "
                              f"(subunits: {', '.join(sorted(subunits))})")
-
-    res0 = resolution if resolution is not None else float(3.0 * dmap.voxel_size.mean())
-    sigmas = tuple(params.sigmas) if params.sigmas else default_sigmas(res0)
-
-    def prepare(d: DensityMap) -> PreparedMap:
-        return prepare_map(d, threshold=threshold, resolution=res0, sigmas=sigmas,
-                           negative=params.negative,
-                           min_island_volume=params.min_island_volume)
-
-    prep0 = prepare(dmap)
-    threshold, resolution = prep0.threshold, prep0.resolution
-    fp0 = int(prep0.mask.sum())
-    work = DensityMap(dmap.data.astype(np.float32, copy=True), dmap.voxel_size, dmap.origin,
-                      dmap.path)
-    clash_sel = {n: clash_atoms(a) for n, a in subunits.items()}
-    z_all = {n: atomic_numbers(a.element) for n, a in subunits.items()}
-    placements: list[Placement] = []
-    decisions: list[dict] = []
-    placed = dict.fromkeys(subunits, 0)
-    stop_reason, footprint_left, rnd = "max rounds reached", 1.0, 0
-    prep = prep0
-
-    def wanted(n: str) -> bool:
-        return n not in params.copies or placed[n] < params.copies[n]
-
+    run = _Rounds(dmap, subunits, params, threshold, resolution, progress)
+    stop_reason, rnd = "max rounds reached", 0
     for rnd in range(1, params.max_rounds + 1):
-        todo = [n for n in subunits if wanted(n)]
+        todo = [n for n in subunits if run.wanted(n)]
         if not todo:
             stop_reason = "all requested copies placed"
             break
-        log.info("round %d: fitting %s into %d footprint voxels", rnd, ", ".join(todo),
-                 int(prep.mask.sum()))
-        fp = dict(params.fit.__dict__)
-        fp["seed"] = params.fit.seed + rnd - 1
-        fparams = FitParams(**fp)
-        outcome = fit_candidates(prep, [(n, subunits[n].source, subunits[n]) for n in todo],
-                                 fparams, progress=progress)
-        for f in outcome.failures:
-            log.warning("round %d: %s failed: %s", rnd, f["candidate"], f["reason"])
-        rows = outcome.fits
-        by_sub: dict[str, list[dict]] = {}
-        for r in rows:
-            by_sub.setdefault(r["candidate"], []).append(r)
-        for rs in by_sub.values():
-            sc = np.array([r["score"] for r in rs])
-            zs, top, med = split_scores(sc, params.min_spread)
-            best = float(sc.max())
-            max_in = max([r["inside_fraction"] for r in rs] + [
-                p.row["inside_fraction"] for p in placements if p.subunit == rs[0]["candidate"]])
-            for r, z, tp in zip(rs, zs, top, strict=True):
-                r["z"], r["top_group"], r["best"], r["max_inside"] = float(z), bool(tp), best, \
-                    max_in
-                r["rel"] = float((r["score"] - med) / (best - med)) if best > med else 1.0
-        size_class = {n: round(float(np.log2(max(int(clash_sel[n].sum()), 1)))) for n in todo}
-        rows.sort(key=lambda r: (-size_class[r["candidate"]], -r["score"]))
-        accepted_now: list[Placement] = []
-        for r in rows:
-            n = r["candidate"]
-            atoms = subunits[n]
-            m = np.asarray(r["matrix"], dtype=np.float64)
-            ca = apply_matrix(atoms.xyz[clash_sel[n]], m)
-            cf, which = clash_fraction(ca, [p.ca for p in placements], params.clash_distance)
-            reason = ""
-            min_in = params.min_inside * r["max_inside"]
-            if not r["fit_ok"]:
-                reason = f"no fit: inside_fraction {r['inside_fraction']:.2f}"
-            elif r["inside_fraction"] < min_in:
-                reason = (f"inside_fraction {r['inside_fraction']:.2f} < {params.min_inside:g} x "
-                          f"subunit best {r['max_inside']:.2f}")
-            elif r["score"] < params.min_score:
-                reason = f"score {r['score']:.3f} < floor {params.min_score}"
-            elif not r["top_group"]:
-                reason = "below the largest score gap (bulk of the clusters)"
-            elif r["z"] < params.min_z:
-                reason = f"z {r['z']:.2f} < {params.min_z} (gap not significant)"
-            elif r["rel"] < params.rel_best:
-                reason = (f"rel {r['rel']:.2f} < {params.rel_best} (closer to the bulk than to "
-                          f"the subunit best {r['best']:.3f})")
-            elif not wanted(n):
-                reason = f"{params.copies[n]} copies of {n} already placed"
-            elif cf > params.clash_fraction:
-                reason = (f"clash: {cf:.0%} of CA within {params.clash_distance:g} Å of "
-                          f"chain {placements[which].chain}")
-            dec = {"round": rnd, "subunit": n, "cluster_rank": r["cluster_rank"],
-                   "score": r["score"], "z": r["z"], "rel": r["rel"],
-                   "top_group": r["top_group"], "hits": r["hits"],
-                   "inside_fraction": r["inside_fraction"], "clash_fraction": cf,
-                   "clash_with": placements[which].chain if which >= 0 else None,
-                   "decision": "rejected" if reason else "accepted", "reason": reason or "ok",
-                   "chain": None, "matrix": m}
-            if not reason:
-                ch = chain_id(len(placements))
-                p = Placement(ch, n, atoms.source, m, rnd, dict(r), ca)
-                placements.append(p)
-                accepted_now.append(p)
-                placed[n] += 1
-                dec["chain"] = ch
-                log.info("round %d: accepted %s cluster %d as chain %s (score %.3f, z %.1f)",
-                         rnd, n, r["cluster_rank"], ch, r["score"], r["z"])
-            decisions.append(dec)
-        if not accepted_now:
+        accepted = run.accept(rnd, run.fit_round(rnd, todo))
+        if not accepted:
             stop_reason = "nothing more acceptable"
             break
-        posed = [(apply_matrix(subunits[p.subunit].xyz, p.matrix), z_all[p.subunit])
-                 for p in accepted_now]
-        zero = zero_mask(work, resolution, posed, params.zero_level)
-        work.data[zero] = 0.0
-        above = int((work.data > threshold).sum())
-        footprint_left = above / max(fp0, 1)
-        if footprint_left < params.stop_footprint:
-            stop_reason = f"footprint explained ({footprint_left:.1%} left)"
-            break
-        try:
-            prep = prepare(work)
-        except InputError:
-            stop_reason = "no density left above the threshold"
-            break
-        if params.copies and all(n in params.copies for n in subunits) and \
-                not any(wanted(n) for n in subunits):
-            stop_reason = "all requested copies placed"
+        stop = run.zero_out(accepted)
+        if stop:
+            stop_reason = stop
             break
     else:
         rnd = params.max_rounds
-    missing = {n: params.copies[n] - placed[n] for n in params.copies
-               if placed[n] < params.copies[n]}
-    return CompositeResult(placements, decisions, work, rnd, stop_reason, footprint_left,
-                           time.perf_counter() - t0, missing, threshold, resolution, sigmas)
+    missing = {n: params.copies[n] - run.placed[n] for n in params.copies
+               if run.placed[n] < params.copies[n]}
+    return CompositeResult(run.placements, run.decisions, run.work, rnd, stop_reason,
+                           run.footprint_left, time.perf_counter() - t0, missing,
+                           run.threshold, run.resolution, run.sigmas)
 
 
 # --- outputs -------------------------------------------------------------------------------
@@ -423,8 +556,8 @@ def write_assembly(result: CompositeResult, subunits: dict[str, Atoms], path: Pa
         "chain_id", "subunit", "source", "round", "cluster_rank", "score", "hits", "matrix"])
     for p in result.placements:
         loop.add_row([p.chain, gemmi.cif.quote(p.subunit), gemmi.cif.quote(p.source or "?"),
-                      str(p.round), str(p.row["cluster_rank"]), f"{p.row['score']:.4f}",
-                      str(p.row["hits"]),
+                      str(p.round), str(p.cluster.row["cluster_rank"]),
+                      f"{p.cluster.score:.4f}", str(p.cluster.row["hits"]),
                       gemmi.cif.quote(" ".join(f"{v:.5f}" for v in p.matrix))])
     if map_path:
         block.set_pair("_difffit_composite.map", gemmi.cif.quote(map_path))
@@ -454,25 +587,19 @@ def write_composite_cxc(path: Path, map_file: str | None, threshold: float,
     return path
 
 
-def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
-                  params: CompositeParams, threshold: float | None = None,
-                  resolution: float | None = None, progress: bool | None = None
-                  ) -> CompositeResult:
-    """Read the map and subunits, composite, and write every output to ``out_dir``."""
-    out = prepare_output_dir(out_dir)
-    remove_previous_outputs(out, COMPOSITE_OUTPUTS)
-    dmap = read_map(map_path)
+def read_subunits(inputs: list[str], params: FitParams) -> tuple[dict[str, Atoms], list[dict]]:
+    """The usable subunits of ``inputs`` (name -> Atoms) and a failure row for each other."""
     subunits: dict[str, Atoms] = {}
     failures: list[dict] = []
-    for name, source, item in iter_candidates(inputs, params.fit):
+    for name, source, item in iter_candidates(inputs, params):
         reason = str(item) if isinstance(item, Exception) else None
         if reason is None:
             try:
                 check_atoms(item, source)
-                select = select_atoms(item, params.fit.atoms)
+                select = select_atoms(item, params.atoms)
                 if int(select.sum()) < MIN_ATOMS:
                     reason = (f"{source}: too few atoms to fit in atom set "
-                              f"'{params.fit.atoms}' ({int(select.sum())})")
+                              f"'{params.atoms}' ({int(select.sum())})")
             except Exception as exc:
                 reason = f"{source}: {type(exc).__name__}: {exc}"
         if reason is not None:
@@ -481,50 +608,65 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
                              "reason": reason})
             continue
         subunits[name] = item
-    write_table(table_from_rows(failures, FAILURES_SCHEMA), out / "failures.parquet")
-    if not subunits:
-        raise InputError("no usable subunits" + (": " + "; ".join(f["reason"] for f in failures)
-                                                 if failures else " given"))
-    try:
-        result = composite(dmap, subunits, params, threshold, resolution, progress)
-    except ContourError as exc:
-        volumes = [len(a) * VOLUME_PER_ATOM_A3 for a in subunits.values()]
-        raise exc.with_advice(float(np.median(volumes)), "the subunits (median)") from None
-    result.failures = failures
-    thr, res = result.threshold, result.resolution
-    assembly = write_assembly(result, subunits, out / "assembly.cif", str(map_path))
-    with atomic_write(out / "residual.mrc") as tmp:
-        write_map(tmp, result.residual)
-    residual = out / "residual.mrc"
-    write_table(table_from_rows(result.decisions, ROUNDS_SCHEMA), out / "rounds.parquet")
-    fits_rows = []
-    for p in result.placements:
-        r = {k: v for k, v in p.row.items()
-             if k not in ("z", "best", "rel", "top_group", "max_inside")}
-        r["candidate"] = f"{p.chain}:{p.subunit}"
-        fits_rows.append(r)
-    fits = table_from_rows(fits_rows, FITS_SCHEMA)
-    write_table(fits, out / "fits.parquet")
-    write_table(rank_candidates(fits), out / "ranking.parquet")
-    write_composite_cxc(out / "composite.cxc", str(map_path), thr, assembly, residual)
-    info = {
-        "command": "composite", "map": str(map_path), "threshold": thr, "resolution": res,
-        "sigmas": list(result.sigmas), "rounds": result.rounds, "stop_reason": result.stop_reason,
+    return subunits, failures
+
+
+def composite_record(result: CompositeResult, subunits: dict[str, Atoms], map_path: str,
+                     params: CompositeParams) -> dict:
+    """The run record (``assembly.json``, ``run.json``): settings, placed chains, failures."""
+    return {
+        "command": "composite", "map": str(map_path), "threshold": result.threshold,
+        "resolution": result.resolution, "sigmas": list(result.sigmas),
+        "rounds": result.rounds, "stop_reason": result.stop_reason,
         "footprint_left": result.footprint_left, "seconds": result.seconds,
         "missing_copies": result.missing,
         "placed": {n: sum(p.subunit == n for p in result.placements) for n in subunits},
         "chains": [{"chain": p.chain, "subunit": p.subunit, "source": p.source,
                     "matrix": [float(v) for v in p.matrix], "round": p.round,
-                    "cluster_rank": int(p.row["cluster_rank"]), "score": float(p.row["score"]),
-                    "z": float(p.row["z"]), "rel": float(p.row["rel"]),
-                    "hits": int(p.row["hits"]),
-                    "inside_fraction": float(p.row["inside_fraction"])}
+                    "cluster_rank": int(p.cluster.row["cluster_rank"]),
+                    "score": float(p.cluster.score), "z": float(p.cluster.z),
+                    "rel": float(p.cluster.rel), "hits": int(p.cluster.row["hits"]),
+                    "inside_fraction": float(p.cluster.inside_fraction)}
                    for p in result.placements],
         "params": {**{k: v for k, v in asdict(params).items() if k != "fit"},
                    "fit": asdict(params.fit)},
         "versions": software_versions(),
+        "failures": result.failures,
     }
-    info["failures"] = failures
-    write_text(out / "assembly.json", json.dumps(info, indent=2, default=str))
-    write_text(out / "run.json", json.dumps(info, indent=2, default=str))
+
+
+def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
+                  params: CompositeParams, threshold: float | None = None,
+                  resolution: float | None = None, progress: bool | None = None
+                  ) -> CompositeResult:
+    """Read the map and subunits, composite (:func:`place_subunits`), and write every output
+    to ``out_dir`` (:data:`COMPOSITE_OUTPUTS`)."""
+    out = prepare_output_dir(out_dir)
+    remove_previous_outputs(out, COMPOSITE_OUTPUTS)
+    dmap = read_map(map_path)
+    subunits, failures = read_subunits(inputs, params.fit)
+    write_table(table_from_rows(failures, FAILURES_SCHEMA), out / "failures.parquet")
+    if not subunits:
+        raise InputError("no usable subunits" + (": " + "; ".join(f["reason"] for f in failures)
+                                                 if failures else " given"))
+    try:
+        result = place_subunits(dmap, subunits, params, threshold, resolution, progress)
+    except ContourError as exc:
+        volumes = [len(a) * VOLUME_PER_ATOM_A3 for a in subunits.values()]
+        raise exc.with_advice(float(np.median(volumes)), "the subunits (median)") from None
+    result.failures = failures
+    assembly = write_assembly(result, subunits, out / "assembly.cif", str(map_path))
+    with atomic_write(out / "residual.mrc") as tmp:
+        write_map(tmp, result.residual)
+    write_table(table_from_rows(result.decisions, ROUNDS_SCHEMA), out / "rounds.parquet")
+    fits = table_from_rows([{**p.cluster.row, "candidate": f"{p.chain}:{p.subunit}"}
+                            for p in result.placements], FITS_SCHEMA)
+    write_table(fits, out / "fits.parquet")
+    write_table(rank_candidates(fits), out / "ranking.parquet")
+    write_composite_cxc(out / "composite.cxc", str(map_path), result.threshold, assembly,
+                        out / "residual.mrc")
+    info = json.dumps(composite_record(result, subunits, map_path, params), indent=2,
+                      default=str)
+    write_text(out / "assembly.json", info)
+    write_text(out / "run.json", info)
     return result

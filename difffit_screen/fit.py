@@ -31,6 +31,7 @@ from __future__ import annotations
 import glob
 import json
 import logging
+import os
 import platform
 import time
 import traceback
@@ -39,6 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import torch
 from scipy.spatial.transform import Rotation
 
@@ -68,6 +70,7 @@ from .params import FitParams
 from .placements import sample_positions, sample_rotations
 from .progress import count_candidates, make_reporter
 from .scores import FootprintCorrelation, score_atoms
+from .significance import add_significance, read_null_summary
 from .store import predicted_from_source
 from .structures import (
     Atoms,
@@ -328,6 +331,114 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
     return out
 
 
+class _Batcher:
+    """Searches prepared candidates in memory-bound batches and turns their poses into rows.
+
+    Candidates are added one by one (:meth:`add`); every ``bucket_window`` of them are sorted
+    by search size and cut into batches of at most ``max_samples`` atom samples per
+    optimisation step (:meth:`run_pending`). A batch whose search fails is retried one
+    candidate at a time, and a candidate that still fails becomes a failure row. A candidate
+    whose first search did not converge (:func:`needs_deeper_search`) is searched again
+    (:func:`_deepen`) right after its batch.
+    """
+
+    def __init__(self, prep: PreparedMap, params: FitParams, device: torch.device,
+                 outcome: FitOutcome, bar):
+        self.prep, self.params, self.outcome, self.bar = prep, params, outcome, bar
+        self.sampler = VolumeSampler(prep.loss_volume, device)
+        self.refine_sampler = VolumeSampler(prep.refine_volume, device)
+        self.footprint = FootprintCorrelation(prep)
+        self.starts_pos = sample_positions(prep.mask, prep.raw.origin, prep.raw.voxel_size,
+                                           params.positions, params.seed)
+        self.starts_rot = sample_rotations(params.rotations, params.seed)
+        self.per = len(self.starts_pos) * len(self.starts_rot)  # start placements a candidate
+        self.footprint_rg = footprint_radius(prep)
+        self.pending: list[_Prepared] = []
+
+    def add(self, cand: _Prepared) -> None:
+        """Queue a prepared candidate; fit the queue once it holds ``bucket_window``."""
+        self.pending.append(cand)
+        if len(self.pending) >= self.params.bucket_window:
+            self.run_pending()
+
+    def run_pending(self) -> None:
+        """Bucket the queued candidates by search size, then fit them in memory-bound batches."""
+        self.pending.sort(key=lambda c: (len(c.search), c.atoms.name))
+        batch: list[_Prepared] = []
+        for cand in self.pending:
+            n_max = max(len(cand.search), *(len(c.search) for c in batch)) if batch else 0
+            if batch and self.per * n_max * (len(batch) + 1) > self.params.max_samples:
+                self.search(batch)
+                batch = []
+            batch.append(cand)
+        self.search(batch)
+        self.pending.clear()
+
+    def search(self, batch: list[_Prepared]) -> None:
+        """Search, cluster, refine and score one batch (one by one if the batch fails)."""
+        if not batch:
+            return
+        t0 = time.perf_counter()
+        try:
+            results = _search_batch(batch, self.sampler, self.starts_pos, self.starts_rot,
+                                    self.params)
+        except Exception as exc:  # keep the screen going: retry one by one, then record
+            log.debug("search failed:\n%s", traceback.format_exc())
+            if len(batch) > 1:
+                for c in batch:
+                    self.search([c])
+                return
+            self.outcome.failures.append(_failure(batch[0], f"search failed: {exc}"))
+            return
+        t_search = time.perf_counter() - t0
+        n_samples = sum(self.per * len(c.search) for c in batch) * self.params.iterations
+        self.outcome.search_samples += n_samples
+        self.outcome.search_seconds += t_search
+        deeper: list[tuple[_Prepared, tuple]] = []
+        for c, poses in zip(batch, results, strict=True):
+            t1 = time.perf_counter()
+            if self.score(c, poses):
+                deeper.append((c, poses))
+            share = self.per * len(c.search) * self.params.iterations / max(n_samples, 1)
+            self.outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
+            self.bar.update(1)
+        _deepen(deeper, self.outcome, self.prep, self.sampler, self.refine_sampler,
+                self.footprint, self.starts_pos, self.params)
+
+    def score(self, cand: _Prepared, poses: tuple) -> bool:
+        """Add a searched candidate's rows (or a failure row); whether it needs the deeper
+        search."""
+        try:
+            rows = _rows_for_candidate(cand, poses, self.prep, self.refine_sampler,
+                                       self.footprint, self.params)
+            self.outcome.fits.extend(rows)
+            return needs_deeper_search(cand, rows, self.footprint_rg, self.params)
+        except Exception as exc:
+            log.debug("scoring failed:\n%s", traceback.format_exc())
+            self.outcome.failures.append(_failure(cand, f"refinement failed: {exc}"))
+            return False
+
+
+def _failure(cand: _Prepared, reason: str, stage: str = "fit") -> dict:
+    """A ``failures`` row of a prepared candidate."""
+    return {"candidate": cand.atoms.name, "source": cand.atoms.source, "stage": stage,
+            "reason": reason}
+
+
+def _prepare_or_reason(item: object, name: str, source: str, prep: PreparedMap,
+                       params: FitParams) -> _Prepared | str:
+    """The prepared candidate (:func:`prepare_candidate`), or why it cannot be fitted."""
+    if isinstance(item, Exception):
+        return str(item)
+    try:
+        return prepare_candidate(item, prep, params)
+    except Exception as exc:  # InputError, or anything unexpected: a failure row
+        log.debug("%s: not prepared", name, exc_info=True)
+        if isinstance(exc, InputError):
+            return str(exc)
+        return f"{source}: cannot prepare candidate ({type(exc).__name__}: {exc})"
+
+
 def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, object]],
                    params: FitParams, progress: bool | None = None,
                    n_total: int | None = None) -> FitOutcome:
@@ -336,97 +447,20 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
     Bad candidates become failure rows and the rest go on. Returns rows and timings.
     """
     device = resolve_device(params.device)
-    sampler = VolumeSampler(prep.loss_volume, device)
-    refine_sampler = VolumeSampler(prep.refine_volume, device)
-    footprint = FootprintCorrelation(prep)
-    starts_pos = sample_positions(prep.mask, prep.raw.origin, prep.raw.voxel_size,
-                                  params.positions, params.seed)
-    starts_rot = sample_rotations(params.rotations, params.seed)
-    per = len(starts_pos) * len(starts_rot)
-    footprint_rg = footprint_radius(prep)
     if params.max_samples <= 0:
         params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 3_000_000)
     outcome = FitOutcome()
     bar = make_reporter(progress, n_total, label_device(device))
-    batch: list[_Prepared] = []
-
-    def flush() -> None:
-        if not batch:
-            return
-        t0 = time.perf_counter()
-        try:
-            results = _search_batch(batch, sampler, starts_pos, starts_rot, params)
-        except Exception as exc:  # keep the screen going: retry one by one, then record
-            log.debug("search failed:\n%s", traceback.format_exc())
-            if len(batch) > 1:
-                items = list(batch)
-                batch.clear()
-                for c in items:
-                    batch.append(c)
-                    flush()
-                return
-            for c in batch:
-                outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
-                                         "stage": "fit", "reason": f"search failed: {exc}"})
-            batch.clear()
-            return
-        t_search = time.perf_counter() - t0
-        n_samples = sum(per * len(c.search) for c in batch) * params.iterations
-        outcome.search_samples += n_samples
-        outcome.search_seconds += t_search
-        for c, poses in zip(batch, results, strict=True):
-            t1 = time.perf_counter()
-            try:
-                rows = _rows_for_candidate(c, poses, prep, refine_sampler, footprint, params)
-                outcome.fits.extend(rows)
-                if needs_deeper_search(c, rows, footprint_rg, params):
-                    deeper.append((c, poses))
-            except Exception as exc:
-                log.debug("scoring failed:\n%s", traceback.format_exc())
-                outcome.failures.append({"candidate": c.atoms.name, "source": c.atoms.source,
-                                         "stage": "fit", "reason": f"refinement failed: {exc}"})
-            share = per * len(c.search) * params.iterations / max(n_samples, 1)
-            outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
-            bar.update(1)
-        batch.clear()
-        _deepen(deeper, outcome, prep, sampler, refine_sampler, footprint, starts_pos, params)
-        deeper.clear()
-
-    deeper: list[tuple[_Prepared, tuple]] = []
-
-    pending: list[_Prepared] = []
-
-    def run_pending() -> None:
-        """Bucket the pending candidates by search size, then fit them in memory-bound batches."""
-        pending.sort(key=lambda c: (len(c.search), c.atoms.name))
-        for cand in pending:
-            n_max = max(len(cand.search), *(len(c.search) for c in batch)) if batch else 0
-            if batch and per * n_max * (len(batch) + 1) > params.max_samples:
-                flush()
-            batch.append(cand)
-        flush()
-        pending.clear()
-
+    batcher = _Batcher(prep, params, device, outcome, bar)
     for name, source, item in candidates:
-        if isinstance(item, Exception):
-            outcome.failures.append({"candidate": name, "source": source, "stage": "read",
-                                     "reason": str(item)})
-            bar.update(1)
+        cand = _prepare_or_reason(item, name, source, prep, params)
+        if isinstance(cand, _Prepared):
+            batcher.add(cand)
             continue
-        try:
-            cand = prepare_candidate(item, prep, params)
-        except Exception as exc:  # InputError, or anything unexpected: a failure row
-            reason = str(exc) if isinstance(exc, InputError) else \
-                f"{source}: cannot prepare candidate ({type(exc).__name__}: {exc})"
-            log.debug("%s: not prepared", name, exc_info=True)
-            outcome.failures.append({"candidate": name, "source": source, "stage": "read",
-                                     "reason": reason})
-            bar.update(1)
-            continue
-        pending.append(cand)
-        if len(pending) >= params.bucket_window:
-            run_pending()
-    run_pending()
+        outcome.failures.append({"candidate": name, "source": source, "stage": "read",
+                                 "reason": cand})
+        bar.update(1)
+    batcher.run_pending()
     bar.close()
     return outcome
 
@@ -558,6 +592,138 @@ def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
     return versions
 
 
+@dataclass
+class ScreenResult:
+    """The tables of a fit run, in memory (what :func:`run_fit` writes as Parquet).
+
+    Attributes
+    ----------
+    fits : pyarrow.Table
+        Every reported pose cluster of every candidate (``FITS_SCHEMA``).
+    ranking : pyarrow.Table
+        One row per candidate, best first, with ``zscore``, ``pvalue`` and ``qvalue``
+        (``RANKING_SCHEMA``; :func:`~difffit_screen.significance.add_significance`).
+    failures : pyarrow.Table
+        Every candidate that could not be fitted, and why (``FAILURES_SCHEMA``).
+    outcome : FitOutcome
+        The rows as dicts, and the timings.
+    """
+
+    fits: pa.Table
+    ranking: pa.Table
+    failures: pa.Table
+    outcome: FitOutcome
+
+
+def result_tables(outcome: FitOutcome) -> tuple[pa.Table, pa.Table]:
+    """The ``fits`` table of ``outcome`` and its ranking, with significance."""
+    fits = table_from_rows(outcome.fits, FITS_SCHEMA)
+    return fits, add_significance(rank_candidates(fits))
+
+
+def screen(prep: PreparedMap, inputs: Iterable[str | os.PathLike], params: FitParams | None = None,
+           progress: bool | None = False) -> ScreenResult:
+    """Fit and rank candidates in a prepared map, and return the tables; nothing is written.
+
+    Parameters
+    ----------
+    prep : PreparedMap
+        The map (:func:`~difffit_screen.maps.prepare_map`).
+    inputs : iterable of str or path
+        Structure files (PDB/mmCIF, ``.gz`` too), folders and globs of them, or library store
+        shards (``.parquet``), as for ``difffit-screen fit``.
+    params : FitParams, optional
+        Search, refinement and scoring parameters (default :class:`FitParams()`; ``models`` is
+        ignored: no model files are written).
+    progress : bool or None
+        Progress lines (done/total, rate, ETA) in the log; off by default.
+
+    Returns
+    -------
+    ScreenResult
+        ``fits``, ``ranking`` and ``failures`` as pyarrow tables (``.to_pandas()`` for pandas).
+    """
+    params = params if params is not None else FitParams()
+    inputs = [str(i) for i in inputs]
+    outcome = fit_candidates(prep, iter_candidates(inputs, params), params, progress=progress,
+                             n_total=count_candidates(inputs))
+    fits, ranking = result_tables(outcome)
+    return ScreenResult(fits, ranking, table_from_rows(outcome.failures, FAILURES_SCHEMA),
+                        outcome)
+
+
+@dataclass
+class _InputLog:
+    """What :func:`run_fit` records about the candidates while they stream into the fit."""
+
+    keep_models: bool
+    kept: dict[str, Atoms] = field(default_factory=dict)
+    volumes: list[float] = field(default_factory=list)
+    warnings: list[dict] = field(default_factory=list)
+    records: list[dict] = field(default_factory=list)
+
+    def track(self, items: Iterable[tuple[str, str, object]]
+              ) -> Iterator[tuple[str, str, object]]:
+        """Pass ``items`` through, noting each candidate's volume, warnings and checksum."""
+        for name, source, item in items:
+            if isinstance(item, Atoms):
+                if self.keep_models:
+                    self.kept[name] = item
+                self.volumes.append(len(item) * VOLUME_PER_ATOM_A3)
+                for w in item.meta.get("warnings") or []:
+                    self.warnings.append({"candidate": name, "warning": str(w)})
+                if "::" not in source:
+                    try:
+                        sha = file_sha256(source)
+                    except OSError:
+                        sha = None
+                    self.records.append({"candidate": name, "path": source, "sha256": sha})
+            yield name, source, item
+
+
+def write_results(outcome: FitOutcome, kept: dict[str, Atoms], out_dir: Path,
+                  models: int) -> tuple[pa.Table, list[str]]:
+    """Write ``failures``, ``fits`` and ``ranking``, then the models; the ranking written and
+    one problem per model that could not be written (the tables are then written again, so
+    that they never name a model file that is not there)."""
+    model_rows = plan_models(outcome, kept, out_dir, models)
+    fits, ranking = result_tables(outcome)
+    write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
+    write_table(fits, out_dir / "fits.parquet")
+    write_table(ranking, out_dir / "ranking.parquet")
+    problems = write_models(model_rows, kept)
+    if problems:
+        fits, ranking = result_tables(outcome)
+        write_table(fits, out_dir / "fits.parquet")
+        write_table(ranking, out_dir / "ranking.parquet")
+    return ranking, problems
+
+
+def run_record(prep: PreparedMap, params: FitParams, device: dict, outcome: FitOutcome,
+               inputs: _InputLog, ranking: pa.Table, total: float) -> dict:
+    """The run record (``run.json``): parameters, map, inputs, null, warnings, timings."""
+    return {
+        "command": "fit",
+        "params": asdict(params),
+        "seed": params.seed,
+        "device": device,
+        "map": {"path": prep.raw.path, "sha256": prep.info.get("map_sha256"),
+                "threshold": prep.threshold, "resolution": prep.resolution,
+                "sigmas": list(prep.sigmas), "weights": list(prep.weights),
+                "negative": prep.negative, **{k: v for k, v in prep.info.items()
+                                               if k not in ("map_path", "map_sha256")}},
+        "inputs": inputs.records,
+        "significance": read_null_summary(ranking),
+        "warnings": inputs.warnings,
+        "versions": software_versions(),
+        "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
+        "timing": {"total_s": total, "search_s": outcome.search_seconds,
+                   "per_candidate_s": outcome.seconds,
+                   "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
+                   "search_samples": outcome.search_samples},
+    }
+
+
 def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: FitParams,
             progress: bool | None = None) -> tuple[FitOutcome, dict]:
     """Fit ``inputs`` into ``prep`` and write ``fits``, ``ranking``, ``failures``, models and
@@ -568,6 +734,7 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     ``models/*_c<k>.cif``, nothing else) are removed, so results of two runs never mix. The
     tables are written before the models and ``run.json`` last, each file atomically: a
     complete ``run.json`` marks a complete run. Returns the outcome and the run record.
+    :func:`screen` returns the same tables without writing anything.
     """
     out_dir = prepare_output_dir(out_dir, ["models"] if params.models > 0 else [])
     removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
@@ -575,71 +742,17 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     if removed:
         log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
     t0 = time.perf_counter()
-    kept: dict[str, Atoms] = {}
-    input_records: list[dict] = []
     device = describe_device(resolve_device(params.device), params.device)
     log.info("%s", format_device(device))
-    warnings: list[dict] = []
-    volumes: list[float] = []
-
-    def tracked() -> Iterator[tuple[str, str, object]]:
-        for name, source, item in iter_candidates(inputs, params):
-            if isinstance(item, Atoms):
-                if params.models > 0:
-                    kept[name] = item
-                volumes.append(len(item) * VOLUME_PER_ATOM_A3)
-                for w in item.meta.get("warnings") or []:
-                    warnings.append({"candidate": name, "warning": str(w)})
-                if "::" not in source:
-                    try:
-                        sha = file_sha256(source)
-                    except OSError:
-                        sha = None
-                    input_records.append({"candidate": name, "path": source, "sha256": sha})
-            yield name, source, item
-
-    outcome = fit_candidates(prep, tracked(), params, progress=progress,
-                             n_total=count_candidates(inputs))
-    contour = contour_warning(prep, volumes)
+    seen = _InputLog(keep_models=params.models > 0)
+    outcome = fit_candidates(prep, seen.track(iter_candidates(inputs, params)), params,
+                             progress=progress, n_total=count_candidates(inputs))
+    contour = contour_warning(prep, seen.volumes)
     if contour:
-        warnings.append({"candidate": None, "warning": contour})
-    model_rows = plan_models(outcome, kept, out_dir, params.models)
-    fits = table_from_rows(outcome.fits, FITS_SCHEMA)
-    ranking = rank_candidates(fits)
-    from .significance import add_significance, read_null_summary
-
-    ranking = add_significance(ranking)
-    write_table(table_from_rows(outcome.failures, FAILURES_SCHEMA), out_dir / "failures.parquet")
-    write_table(fits, out_dir / "fits.parquet")
-    write_table(ranking, out_dir / "ranking.parquet")
-    problems = write_models(model_rows, kept)
-    if problems:  # the tables must not name models that are not there
-        warnings += [{"candidate": None, "warning": p} for p in problems]
-        fits = table_from_rows(outcome.fits, FITS_SCHEMA)
-        ranking = add_significance(rank_candidates(fits))
-        write_table(fits, out_dir / "fits.parquet")
-        write_table(ranking, out_dir / "ranking.parquet")
-    total = time.perf_counter() - t0
-    record = {
-        "command": "fit",
-        "params": asdict(params),
-        "seed": params.seed,
-        "device": device,
-        "map": {"path": prep.raw.path, "sha256": prep.info.get("map_sha256"),
-                "threshold": prep.threshold, "resolution": prep.resolution,
-                "sigmas": list(prep.sigmas), "weights": list(prep.weights),
-                "negative": prep.negative, **{k: v for k, v in prep.info.items()
-                                               if k not in ("map_path", "map_sha256")}},
-        "inputs": input_records,
-        "significance": read_null_summary(ranking),
-        "warnings": warnings,
-        "versions": software_versions(),
-        "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
-        "timing": {"total_s": total, "search_s": outcome.search_seconds,
-                   "per_candidate_s": outcome.seconds,
-                   "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
-                   "search_samples": outcome.search_samples},
-    }
+        seen.warnings.append({"candidate": None, "warning": contour})
+    ranking, problems = write_results(outcome, seen.kept, out_dir, params.models)
+    seen.warnings += [{"candidate": None, "warning": p} for p in problems]
+    record = run_record(prep, params, device, outcome, seen, ranking, time.perf_counter() - t0)
     write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
     return outcome, record
 

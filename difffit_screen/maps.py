@@ -387,11 +387,39 @@ def prepare_map(
         (or the density above the threshold) is constant; :class:`ContourError` when no
         connected density of ``min_island_volume`` is left.
     """
-    data = dmap.data
-    name = dmap.path or "map"
-    if threshold is None:
-        threshold = default_threshold(data)
-    threshold = float(threshold)
+    threshold, resolution, sigmas, weights = resolve_settings(dmap, threshold, resolution,
+                                                              sigmas, weights)
+    mask, n_before = footprint_mask(dmap, threshold, min_island_volume)
+    normalised, scale = normalise_footprint(dmap, mask, threshold)
+    if pad_a is None:
+        pad_a = 2.0 * max(sigmas, default=0.0)
+    pad = np.maximum(np.ceil(pad_a / dmap.voxel_size[::-1]).astype(int), 2)  # z, y, x
+    padded_origin = dmap.origin - pad[::-1] * dmap.voxel_size
+    refine = np.pad((clip_map(dmap.data, scale) / scale).astype(np.float32),
+                    [(p, p) for p in pad])
+    return PreparedMap(
+        raw=dmap,
+        mask=mask,
+        normalised=normalised,
+        loss_volume=DensityMap(combine_levels(normalised, mask, negative, sigmas, weights,
+                                              dmap.voxel_size, pad),
+                               dmap.voxel_size, padded_origin),
+        refine_volume=DensityMap(refine, dmap.voxel_size, padded_origin),
+        threshold=threshold,
+        resolution=float(resolution),
+        negative=float(negative),
+        sigmas=tuple(float(s) for s in sigmas),
+        weights=tuple(float(w) for w in weights),
+        info=prepared_info(dmap, mask, n_before, scale),
+    )
+
+
+def resolve_settings(dmap: DensityMap, threshold: float | None, resolution: float | None,
+                     sigmas: tuple[float, ...] | None, weights: tuple[float, ...] | None
+                     ) -> tuple[float, float, tuple[float, ...], tuple[float, ...]]:
+    """``(threshold, resolution, sigmas, weights)`` of :func:`prepare_map`, defaults filled in
+    and checked (a finite threshold, one weight per smoothing level)."""
+    threshold = float(default_threshold(dmap.data) if threshold is None else threshold)
     if resolution is None:
         resolution = float(3.0 * dmap.voxel_size.mean())
     if sigmas is None:
@@ -401,7 +429,19 @@ def prepare_map(
     if len(weights) != len(sigmas):
         raise InputError(f"{len(weights)} smoothing weights given for {len(sigmas)} levels")
     if not np.isfinite(threshold):
-        raise InputError(f"{name}: threshold {threshold:g} is not a finite number")
+        raise InputError(f"{dmap.path or 'map'}: threshold {threshold:g} is not a finite number")
+    return threshold, resolution, sigmas, weights
+
+
+def footprint_mask(dmap: DensityMap, threshold: float, min_island_volume: float
+                   ) -> tuple[np.ndarray, int]:
+    """The footprint ``(nz, ny, nx)``: voxels above ``threshold``, without face-connected
+    islands smaller than ``min_island_volume`` Å³; and the voxel count above the threshold.
+
+    Raises :class:`InputError` for a constant map or a threshold that leaves no voxel or lies
+    below every voxel, :class:`ContourError` when no island is large enough.
+    """
+    data, name = dmap.data, dmap.path or "map"
     lo_value, hi_value = float(data.min()), float(data.max())
     if hi_value - lo_value <= 1e-6 * max(abs(hi_value), abs(lo_value), 1e-30):
         raise InputError(f"{name}: the map is constant (every voxel is {hi_value:g}): there is "
@@ -415,13 +455,23 @@ def prepare_map(
                          f"{lo_value:g}): the contour encloses the whole box; give the "
                          f"author's contour level")
     voxel_volume = float(np.prod(dmap.voxel_size))
-    min_vox = int(np.ceil(min_island_volume / voxel_volume))
     n_before = int(mask.sum())
-    mask = remove_small_islands(mask, min_vox)
+    mask = remove_small_islands(mask, int(np.ceil(min_island_volume / voxel_volume)))
     if not mask.any():
         raise ContourError(
             f"{name}: no connected density of at least {min_island_volume:g} Å³ above threshold "
             f"{threshold:g}", data, threshold, voxel_volume, n_before * voxel_volume)
+    return mask, n_before
+
+
+def normalise_footprint(dmap: DensityMap, mask: np.ndarray, threshold: float
+                        ) -> tuple[np.ndarray, float]:
+    """The map divided by the footprint's robust maximum (:func:`robust_scale`), clipped to
+    ``[0, 1]`` and zero outside the footprint (float32), and that maximum.
+
+    Raises :class:`InputError` when the density in the footprint is constant or not positive.
+    """
+    data, name = dmap.data, dmap.path or "map"
     inside = data[mask]
     if float(inside.max() - inside.min()) <= 1e-6 * max(abs(float(inside.max())), 1e-30):
         raise InputError(f"{name}: the density above threshold {threshold:g} is constant "
@@ -429,24 +479,34 @@ def prepare_map(
     scale = robust_scale(inside)
     if scale <= 0:
         raise InputError(f"{name}: density above threshold {threshold:g} is not positive")
-    normalised = np.where(mask, np.clip(data / scale, 0.0, 1.0), 0.0).astype(np.float32)
+    return np.where(mask, np.clip(data / scale, 0.0, 1.0), 0.0).astype(np.float32), scale
 
-    vmin = float(dmap.voxel_size.min())
-    if pad_a is None:
-        pad_a = 2.0 * max(sigmas, default=0.0)
-    pad = np.maximum(np.ceil(pad_a / dmap.voxel_size[::-1]).astype(int), 2)  # z, y, x
+
+def combine_levels(normalised: np.ndarray, mask: np.ndarray, negative: float,
+                   sigmas: tuple[float, ...], weights: tuple[float, ...],
+                   voxel_size: np.ndarray, pad: np.ndarray) -> np.ndarray:
+    """The combined loss volume ``level0 + sum_j w_j smooth(level0, sigma_j)`` (float32).
+
+    ``level0`` is ``normalised`` in the footprint and ``negative`` outside it, padded by
+    ``pad`` (``[z, y, x]``) voxels of ``negative`` on every side; ``sigmas`` in Å.
+    """
     level0 = np.pad(np.where(mask, normalised, negative).astype(np.float32),
                     [(p, p) for p in pad], constant_values=negative)
     combined = level0.copy()
     for sigma, w in zip(sigmas, weights, strict=True):
         if sigma <= 0 or w == 0:
             continue
-        combined += w * smooth(level0, sigma, dmap.voxel_size).astype(np.float32)
-    padded_origin = dmap.origin - pad[::-1] * dmap.voxel_size
-    info = {
+        combined += w * smooth(level0, sigma, voxel_size).astype(np.float32)
+    return combined
+
+
+def prepared_info(dmap: DensityMap, mask: np.ndarray, n_before: int, scale: float) -> dict:
+    """Provenance and statistics of a prepared map (``PreparedMap.info``)."""
+    voxel_volume = float(np.prod(dmap.voxel_size))
+    return {
         "map_path": dmap.path,
         "map_sha256": file_sha256(dmap.path) if dmap.path and Path(dmap.path).exists() else None,
-        "shape_zyx": list(data.shape),
+        "shape_zyx": list(dmap.data.shape),
         "voxel_size_xyz": dmap.voxel_size.tolist(),
         "origin_xyz": dmap.origin.tolist(),
         "voxels_above_threshold": n_before,
@@ -454,24 +514,9 @@ def prepare_map(
         "footprint_volume_a3": float(mask.sum() * voxel_volume),
         "normalisation_scale": scale,
         "clip_level": scale,
-        "voxels_clipped": int((np.abs(data) > scale).sum()),
-        "min_voxel": vmin,
+        "voxels_clipped": int((np.abs(dmap.data) > scale).sum()),
+        "min_voxel": float(dmap.voxel_size.min()),
     }
-    return PreparedMap(
-        raw=dmap,
-        mask=mask,
-        normalised=normalised,
-        loss_volume=DensityMap(combined, dmap.voxel_size, padded_origin),
-        refine_volume=DensityMap(
-            np.pad((clip_map(data, scale) / scale).astype(np.float32), [(p, p) for p in pad]),
-            dmap.voxel_size, padded_origin),
-        threshold=threshold,
-        resolution=float(resolution),
-        negative=float(negative),
-        sigmas=tuple(float(s) for s in sigmas),
-        weights=tuple(float(w) for w in weights),
-        info=info,
-    )
 
 
 def save_prepared(prep: PreparedMap, path: str | os.PathLike) -> Path:

@@ -77,7 +77,9 @@ class VolumeSampler:
                                                                device=device))
 
     def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
-        """Sample at ``(K, N, 3)`` world coordinates; returns ``(K, N)`` values."""
+        """Sample at ``(K, N, 3)`` world coordinates (any float dtype and device); returns
+        ``(K, N)`` float32 values on the sampler's device."""
+        xyz = xyz.to(self.device, torch.float32)
         return self._sample((xyz - self.origin) * self.scale - 1.0)
 
     def sample_posed(self, x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -163,7 +165,8 @@ def optimise_placements(
     sampler : VolumeSampler
         The loss volume.
     coords : torch.Tensor
-        ``(B, N, 3)`` centred coordinates of each candidate, zero-padded to ``N`` atoms.
+        ``(B, N, 3)`` centred coordinates of each candidate, zero-padded to ``N`` atoms (any
+        float dtype; the optimisation runs in float32 on the sampler's device).
     atom_weights : torch.Tensor
         ``(B, N)`` weights (1 for real atoms, 0 for padding).
     owner : torch.Tensor
@@ -189,20 +192,13 @@ def optimise_placements(
         Final poses and losses (losses evaluated at the final poses).
     """
     dev = sampler.device
-    x = coords.to(dev)[owner]  # (K, N, 3)
-    m = atom_weights.to(dev)[owner]  # (K, N)
+    x = coords.to(dev, torch.float32)[owner]  # (K, N, 3)
+    m = atom_weights.to(dev, torch.float32)[owner]  # (K, N)
     m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)  # mean over real atoms
     rot = rot0.to(dev, torch.float32).clone()
     t = trans0.to(dev, torch.float32).clone()
     lr_rot = lr_rot.to(dev, torch.float32)[:, None]
-    if gradient == "autograd":
-        step = _autograd_step(sampler, x, m)
-    elif gradient == "analytic":
-        if sampler.volume.shape[1] < 4:
-            raise ValueError("analytic gradients need a VolumeSampler(with_gradient=True)")
-        step = _analytic_step(sampler, x, m)
-    else:
-        raise ValueError(f"unknown gradient mode {gradient!r}")
+    step = _step_function(sampler, x, m, gradient)
     # Adam on (t, w) in the tangent space at the current pose (w is reset to 0 each step)
     b1, b2, eps = 0.9, 0.999, 1e-8
     m_t = torch.zeros_like(t)
@@ -225,6 +221,17 @@ def optimise_placements(
         final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
     return PoseBatch(rot.cpu().numpy().astype(np.float64), t.cpu().numpy().astype(np.float64),
                      final.cpu().numpy())
+
+
+def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gradient: str):
+    """The loss-and-gradient function of ``gradient`` mode (``"analytic"`` or ``"autograd"``)."""
+    if gradient == "autograd":
+        return _autograd_step(sampler, x, m)
+    if gradient == "analytic":
+        if sampler.volume.shape[1] < 4:
+            raise ValueError("analytic gradients need a VolumeSampler(with_gradient=True)")
+        return _analytic_step(sampler, x, m)
+    raise ValueError(f"unknown gradient mode {gradient!r}")
 
 
 def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):

@@ -110,6 +110,33 @@ METADATA_KEY = "difffit_screen.significance"
 
 FISHER_CLIP = 1.0 - 1e-6
 MAD_TO_SD = 1.4826
+"""The median absolute deviation of a normal sample times this estimates its standard deviation."""
+
+
+def robust_sd(values: np.ndarray, centre: float | np.ndarray | None = None,
+              axis: int | None = None) -> float | np.ndarray:
+    """The robust standard deviation ``MAD_TO_SD * median(|values - centre|)`` (1.4826 MAD).
+
+    Parameters
+    ----------
+    values : np.ndarray
+        The sample (any shape).
+    centre : float or np.ndarray, optional
+        Where deviations are measured from; default the median of ``values`` (along ``axis``).
+    axis : int, optional
+        Reduce along this axis only (an array of scales); default: the whole array (a float).
+
+    Returns
+    -------
+    float or np.ndarray
+        The scale (0 when more than half the values equal the centre).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if axis is None:
+        c = float(np.median(v)) if centre is None else centre
+        return MAD_TO_SD * float(np.median(np.abs(v - c)))
+    c = np.expand_dims(np.median(v, axis), axis) if centre is None else centre
+    return MAD_TO_SD * np.median(np.abs(v - c), axis)
 
 
 @dataclass
@@ -233,7 +260,7 @@ def fit_central_normal(values: np.ndarray, pct0: float = PCT0) -> tuple[float, f
     v = v[np.isfinite(v)]
     loc = float(np.median(v))
     dev = np.abs(v - loc)
-    mad_scale = MAD_TO_SD * float(np.median(dev))
+    mad_scale = robust_sd(v, loc)
     c = float(np.quantile(dev, pct0))
     window = v[dev <= c]
     if c <= 0 or np.unique(window).size < 5:
@@ -262,7 +289,7 @@ def fit_small_library_null(values: np.ndarray) -> tuple[float, float, float]:
     v = v[np.isfinite(v)]
     loc = float(np.median(v))
     sd = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
-    mad_scale = MAD_TO_SD * float(np.median(np.abs(v - loc)))
+    mad_scale = robust_sd(v, loc)
     return loc, max(sd, mad_scale, SCALE_FLOOR), float(max(v.size - 1, 1))
 
 
@@ -412,7 +439,7 @@ def locate_by_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,
     sized = in_null & np.isfinite(log_size)
     centre = float(np.median(y[in_null]))
     location = np.full(y.shape, centre)
-    scale = np.full(y.shape, MAD_TO_SD * float(np.median(np.abs(y[in_null] - centre))))
+    scale = np.full(y.shape, robust_sd(y[in_null], centre))
     if size_var is None or sized.sum() < max(MIN_WINDOW, width + 1):
         return location, scale, None, n_null
     order, start = size_windows(log_size, sized, width)
@@ -425,7 +452,7 @@ def locate_by_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,
     level0 = np.empty(len(starts))  # the line's value at log size 0
     slope = np.empty(len(starts))
     median = np.empty(len(starts))
-    mad = np.empty(len(starts))
+    spread = np.empty(len(starts))
     for block in np.array_split(np.arange(len(starts)), max(1, len(starts) * width // 2**21)):
         members = order[starts[block][:, None] + np.arange(width)]
         xw, yw = log_size[members], y[members]  # (B, W), sorted by size
@@ -436,10 +463,10 @@ def locate_by_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,
         level0[block] = np.median(resid0, axis=1)
         median[block] = np.median(yw, axis=1)
         resid = resid0 - level0[block][:, None]
-        mad[block] = np.median(np.abs(resid - np.median(resid, 1)[:, None]), 1)
+        spread[block] = robust_sd(resid, axis=1)
     line = level0[which] + slope[which] * log_size[rows]
     location[rows] = np.maximum(line, median[which])
-    scale[rows] = MAD_TO_SD * mad[which]
+    scale[rows] = spread[which]
     return location, scale, size_var, width
 
 

@@ -1,4 +1,5 @@
-"""Shared pytest fixtures: the loopback HTTP server that stands in for the web services."""
+"""Shared pytest fixtures: the loopback HTTP server that stands in for the web services; the
+devices the core numerical tests run on."""
 
 from __future__ import annotations
 
@@ -6,9 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fixture_server import FixtureServer
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+"""Devices of the core numerical tests (``@pytest.mark.parametrize("device", DEVICES)``): the
+same tests run on CUDA when a GPU is present."""
 
 
 @pytest.fixture(scope="session")

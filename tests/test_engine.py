@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import DEVICES
 from scipy.spatial.transform import Rotation
 
 from difffit_screen.cluster import cluster_poses
@@ -110,10 +111,11 @@ def test_positions_cover_the_footprint():
     np.testing.assert_array_equal(pos, sample_positions(prep.mask, m.origin, m.voxel_size, 20, 0))
 
 
-def test_rotvec_matches_scipy():
+@pytest.mark.parametrize("device", DEVICES)
+def test_rotvec_matches_scipy(device):
     w = np.random.default_rng(0).normal(size=(50, 3))
     w[0] = 1e-9
-    ours = rotvec_to_matrix(torch.as_tensor(w)).numpy()
+    ours = rotvec_to_matrix(torch.as_tensor(w, device=device)).cpu().numpy()
     np.testing.assert_allclose(ours, Rotation.from_rotvec(w).as_matrix(), atol=1e-9)
 
 
@@ -166,19 +168,21 @@ def test_simulated_weights_close_to_the_exact_gaussian_sum(resolution):
     np.testing.assert_allclose(w, exact / exact.max(), atol=0.04)
 
 
-def test_analytic_gradient_agrees_with_autograd():
+@pytest.mark.parametrize("device", DEVICES)
+def test_analytic_gradient_agrees_with_autograd(device):
     """Force and torque from the volume's gradient channels point where autograd's do."""
     from difffit_screen.optimise import VolumeSampler, _analytic_step, _autograd_step
 
     prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
-    sampler = VolumeSampler(prep.loss_volume, torch.device("cpu"))
+    sampler = VolumeSampler(prep.loss_volume, torch.device(device))
     gen = torch.Generator().manual_seed(0)
     k, n = 40, 300
-    x = torch.randn(k, n, 3, generator=gen) * 12
-    m = torch.full((k, n), 1.0 / n)
-    rot = rotvec_to_matrix(torch.randn(k, 3, generator=gen))
+    x = (torch.randn(k, n, 3, generator=gen) * 12).to(device)
+    m = torch.full((k, n), 1.0 / n, device=device)
+    rot = rotvec_to_matrix(torch.randn(k, 3, generator=gen)).to(device)
     centre = prep.raw.origin + prep.raw.shape_xyz * prep.raw.voxel_size / 2
-    t = torch.as_tensor(centre, dtype=torch.float32) + torch.randn(k, 3, generator=gen) * 5
+    t = (torch.as_tensor(centre, dtype=torch.float32)
+         + torch.randn(k, 3, generator=gen) * 5).to(device)
     la, fa, ta = _analytic_step(sampler, x, m)(rot, t)
     lb, fb, tb = _autograd_step(sampler, x, m)(rot, t)
     torch.testing.assert_close(la, lb)
