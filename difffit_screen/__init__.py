@@ -62,20 +62,20 @@ _MODULE_OF = {
                      "save_prepared", "load_prepared"], "maps"),
     **dict.fromkeys(["Atoms", "read_structure", "write_structure", "apply_matrix"],
                     "structures"),
-    **dict.fromkeys(["FitParams", "CompositeParams"], "params"),
-    **dict.fromkeys(["screen", "ScreenResult", "fit_candidates", "iter_candidates", "run_fit"],
-                    "fit"),
+    **dict.fromkeys(["FitParams", "screen", "ScreenResult", "fit_candidates", "iter_candidates",
+                     "run_fit"], "fit"),
     **dict.fromkeys(["rank_candidates", "aggregate_results"], "tables"),
     "add_significance": "significance",
-    **dict.fromkeys(["CompositeResult", "place_subunits", "run_composite"], "composite"),
+    **dict.fromkeys(["CompositeParams", "CompositeResult", "place_subunits", "run_composite"],
+                    "composite"),
     "write_report": "report",
 }
 """Public name -> the module that defines it, imported on first use (PEP 562): ``import
 difffit_screen`` stays cheap; torch loads with the first fitting name used."""
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazily
-    from .composite import CompositeResult, place_subunits, run_composite
-    from .fit import ScreenResult, fit_candidates, iter_candidates, run_fit, screen
+    from .composite import CompositeParams, CompositeResult, place_subunits, run_composite
+    from .fit import FitParams, ScreenResult, fit_candidates, iter_candidates, run_fit, screen
     from .maps import (
         DensityMap,
         PreparedMap,
@@ -85,7 +85,6 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
         save_prepared,
         write_map,
     )
-    from .params import CompositeParams, FitParams
     from .report import write_report
     from .significance import add_significance
     from .structures import Atoms, apply_matrix, read_structure, write_structure

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import mrcfile
 import numpy as np
-from scipy import ndimage
 
 from .errors import InputError
 
@@ -321,6 +320,8 @@ def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
     """Drop face-connected components of ``mask`` with fewer than ``min_voxels`` voxels."""
     if min_voxels <= 1 or not mask.any():
         return mask
+    from scipy import ndimage  # here: reading a map (and fetch, via file_sha256) needs no scipy
+
     labels, n = ndimage.label(mask)
     sizes = np.bincount(labels.ravel(), minlength=n + 1)
     keep = sizes >= min_voxels
@@ -330,6 +331,8 @@ def remove_small_islands(mask: np.ndarray, min_voxels: int) -> np.ndarray:
 
 def smooth(volume: np.ndarray, sigma_a: float, voxel_size: np.ndarray) -> np.ndarray:
     """Gaussian-smooth a ``[z, y, x]`` volume with ``sigma_a`` in Å (per-axis in voxels)."""
+    from scipy import ndimage
+
     sigma_vox = sigma_a / np.asarray(voxel_size, float)[::-1]
     return ndimage.gaussian_filter(volume, sigma=sigma_vox, mode="nearest", truncate=3.0)
 
