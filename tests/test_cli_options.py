@@ -203,6 +203,15 @@ def test_command_line_start_imports_no_heavy_library():
         "    mod.add_arguments(argparse.ArgumentParser())") == set()
 
 
+@pytest.mark.parametrize("command", ["aggregate", "report", "fetch", "fetch-map", "pack"])
+def test_light_commands_start_without_torch_or_scipy(command):
+    """Their parsers (and what their modules import) need neither torch nor scipy."""
+    assert heavy_imports(
+        "from difffit_screen.cli import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass"
+    ).isdisjoint({"torch", "scipy", "matplotlib"})
+
+
 def test_a_command_builds_its_own_arguments_alone():
     from difffit_screen.cli import COMMANDS, build_parser
 
