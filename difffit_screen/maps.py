@@ -203,8 +203,9 @@ class PreparedMap:
     normalised : np.ndarray
         ``(nz, ny, nx)`` float32 in ``[0, 1]``, zero outside the footprint.
     loss_volume : DensityMap
-        The combined loss volume on a grid padded by ``pad`` voxels on every side (negative value
-        outside the footprint, weighted sum of the smoothing levels).
+        The combined loss volume on the search box (:func:`search_box`: the map padded by
+        ``pad`` voxels on every side, cropped around the footprint in a large box; negative
+        value outside the footprint, weighted sum of the smoothing levels).
     refine_volume : DensityMap
         The raw map clipped at the robust level (:func:`robust_scale`) and divided by it (not
         thresholded, not smoothed), padded
@@ -337,6 +338,11 @@ def smooth(volume: np.ndarray, sigma_a: float, voxel_size: np.ndarray) -> np.nda
     return ndimage.gaussian_filter(volume, sigma=sigma_vox, mode="nearest", truncate=3.0)
 
 
+CROP_MARGIN_A = 20.0
+"""Å of map kept beyond the footprint, the padding and the smoothing's reach in the loss and
+refinement volumes (:func:`search_box`): an atom further out than that is in no fit."""
+
+
 def prepare_map(
     dmap: DensityMap,
     threshold: float | None = None,
@@ -359,7 +365,9 @@ def prepare_map(
     gives exactly the loss and gradient of sampling every level and summing.
 
     The volumes are padded by ``pad_a`` Å (default ``2 * max(sigmas)``, at least 2 voxels) of
-    ``negative`` on every side, so that atoms leaving the box are penalised and pulled back.
+    ``negative`` on every side, so that atoms leaving the box are penalised and pulled back; a
+    box much larger than its density is cropped to the footprint plus the padding, the
+    smoothing's reach and :data:`CROP_MARGIN_A` (:func:`search_box`).
 
     Parameters
     ----------
@@ -396,18 +404,21 @@ def prepare_map(
     normalised, scale = normalise_footprint(dmap, mask, threshold)
     if pad_a is None:
         pad_a = 2.0 * max(sigmas, default=0.0)
-    pad = np.maximum(np.ceil(pad_a / dmap.voxel_size[::-1]).astype(int), 2)  # z, y, x
-    padded_origin = dmap.origin - pad[::-1] * dmap.voxel_size
-    refine = np.pad((clip_map(dmap.data, scale) / scale).astype(np.float32),
-                    [(p, p) for p in pad])
+    voxel_zyx = dmap.voxel_size[::-1]
+    pad = np.maximum(np.ceil(pad_a / voxel_zyx).astype(int), 2)  # z, y, x
+    reach = pad + np.ceil((3.0 * max(sigmas, default=0.0) + CROP_MARGIN_A) / voxel_zyx).astype(int)
+    lo, hi = search_box(mask, pad, reach)
+    box_origin = dmap.origin + lo[::-1] * dmap.voxel_size
+    refine = take_box((clip_map(dmap.data, scale) / scale).astype(np.float32), lo, hi, 0.0)
+    level0 = np.where(mask, normalised, negative).astype(np.float32)
     return PreparedMap(
         raw=dmap,
         mask=mask,
         normalised=normalised,
-        loss_volume=DensityMap(combine_levels(normalised, mask, negative, sigmas, weights,
-                                              dmap.voxel_size, pad),
-                               dmap.voxel_size, padded_origin),
-        refine_volume=DensityMap(refine, dmap.voxel_size, padded_origin),
+        loss_volume=DensityMap(combine_levels(take_box(level0, lo, hi, negative), sigmas,
+                                              weights, dmap.voxel_size),
+                               dmap.voxel_size, box_origin),
+        refine_volume=DensityMap(refine, dmap.voxel_size, box_origin),
         threshold=threshold,
         resolution=float(resolution),
         negative=float(negative),
@@ -485,22 +496,52 @@ def normalise_footprint(dmap: DensityMap, mask: np.ndarray, threshold: float
     return np.where(mask, np.clip(data / scale, 0.0, 1.0), 0.0).astype(np.float32), scale
 
 
-def combine_levels(normalised: np.ndarray, mask: np.ndarray, negative: float,
-                   sigmas: tuple[float, ...], weights: tuple[float, ...],
-                   voxel_size: np.ndarray, pad: np.ndarray) -> np.ndarray:
+def combine_levels(level0: np.ndarray, sigmas: tuple[float, ...], weights: tuple[float, ...],
+                   voxel_size: np.ndarray) -> np.ndarray:
     """The combined loss volume ``level0 + sum_j w_j smooth(level0, sigma_j)`` (float32).
 
-    ``level0`` is ``normalised`` in the footprint and ``negative`` outside it, padded by
-    ``pad`` (``[z, y, x]``) voxels of ``negative`` on every side; ``sigmas`` in Å.
+    ``level0`` ``(nz, ny, nx)`` is the normalised map in the footprint and ``negative``
+    outside it (on the search box, :func:`search_box`); ``sigmas`` in Å.
     """
-    level0 = np.pad(np.where(mask, normalised, negative).astype(np.float32),
-                    [(p, p) for p in pad], constant_values=negative)
     combined = level0.copy()
     for sigma, w in zip(sigmas, weights, strict=True):
         if sigma <= 0 or w == 0:
             continue
         combined += w * smooth(level0, sigma, voxel_size).astype(np.float32)
     return combined
+
+
+def search_box(mask: np.ndarray, pad: np.ndarray, reach: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The index range ``[lo, hi)`` (``[z, y, x]``) of the loss and refinement volumes.
+
+    The footprint's bounding box grown by ``reach`` voxels, but never beyond the map padded by
+    ``pad`` voxels (``lo`` may be negative, ``hi`` beyond the map: padding). A map whose
+    density fills its box keeps the whole padded box; a big box around a small footprint
+    (a zero-padded map, a whole-complex box) is cropped, so the search's volume, its memory and
+    its cache footprint follow the density, not the box. With ``reach`` at least the padding
+    plus the smoothing's reach, the loss volume inside the box is the same as without the crop
+    and points outside it sample the same constant.
+    """
+    shape = np.array(mask.shape)
+    lo = np.empty(3, int)
+    hi = np.empty(3, int)
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo[axis], hi[axis] = hit[0], hit[-1] + 1
+    return np.maximum(lo - reach, -pad), np.minimum(hi + reach, shape + pad)
+
+
+def take_box(volume: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill: float) -> np.ndarray:
+    """The ``[lo, hi)`` index box of ``volume`` (``[z, y, x]``), ``fill`` where it leaves the
+    volume; same dtype."""
+    out = np.full(tuple(hi - lo), fill, dtype=volume.dtype)
+    a = np.maximum(lo, 0)
+    b = np.minimum(hi, volume.shape)
+    if np.all(b > a):
+        out[tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))] = \
+            volume[tuple(slice(a[i], b[i]) for i in range(3))]
+    return out
 
 
 def prepared_info(dmap: DensityMap, mask: np.ndarray, n_before: int, scale: float) -> dict:

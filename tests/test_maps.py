@@ -163,3 +163,27 @@ def test_prepared_map_roundtrip(tmp_path):
     np.testing.assert_array_equal(back.loss_volume.data, prep.loss_volume.data)
     np.testing.assert_array_equal(back.mask, prep.mask)
     assert back.threshold == prep.threshold and back.resolution == 4.0
+
+
+def test_empty_box_around_the_density_is_cropped_away():
+    """The loss and refinement volumes follow the footprint, not the box: the demo map
+    zero-padded by 30 or by 60 voxels on every side gives the same volumes on the same grid,
+    far smaller than the padded box (issue "Performance": big boxes cost what their density
+    costs)."""
+    m = read_map(DEMO)
+    preps = []
+    for extra in (30, 60):
+        data = np.pad(m.data, extra)
+        origin = m.origin - extra * m.voxel_size
+        preps.append(prepare_map(DensityMap(data, m.voxel_size, origin), threshold=0.886,
+                                 resolution=4.0))
+    a, b = preps
+    assert a.loss_volume.data.shape == b.loss_volume.data.shape
+    np.testing.assert_array_equal(a.loss_volume.data, b.loss_volume.data)
+    np.testing.assert_array_equal(a.refine_volume.data, b.refine_volume.data)
+    np.testing.assert_allclose(a.loss_volume.origin, b.loss_volume.origin, atol=1e-4)
+    assert np.prod(b.loss_volume.data.shape) < 0.25 * b.raw.data.size
+    # the density itself is all there: the footprint's voxels keep their loss values
+    full = prepare_map(m, threshold=0.886, resolution=4.0)
+    assert a.mask.sum() == full.mask.sum()
+    assert a.loss_volume.data.max() == pytest.approx(full.loss_volume.data.max(), abs=1e-5)
