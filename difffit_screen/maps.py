@@ -402,23 +402,14 @@ def prepare_map(
                                                               sigmas, weights)
     mask, n_before = footprint_mask(dmap, threshold, min_island_volume)
     normalised, scale = normalise_footprint(dmap, mask, threshold)
-    if pad_a is None:
-        pad_a = 2.0 * max(sigmas, default=0.0)
-    voxel_zyx = dmap.voxel_size[::-1]
-    pad = np.maximum(np.ceil(pad_a / voxel_zyx).astype(int), 2)  # z, y, x
-    reach = pad + np.ceil((3.0 * max(sigmas, default=0.0) + CROP_MARGIN_A) / voxel_zyx).astype(int)
-    lo, hi = search_box(mask, pad, reach)
-    box_origin = dmap.origin + lo[::-1] * dmap.voxel_size
-    refine = take_box((clip_map(dmap.data, scale) / scale).astype(np.float32), lo, hi, 0.0)
-    level0 = np.where(mask, normalised, negative).astype(np.float32)
+    loss_volume, refine_volume = search_volumes(dmap, mask, normalised, scale, negative, sigmas,
+                                                weights, pad_a)
     return PreparedMap(
         raw=dmap,
         mask=mask,
         normalised=normalised,
-        loss_volume=DensityMap(combine_levels(take_box(level0, lo, hi, negative), sigmas,
-                                              weights, dmap.voxel_size),
-                               dmap.voxel_size, box_origin),
-        refine_volume=DensityMap(refine, dmap.voxel_size, box_origin),
+        loss_volume=loss_volume,
+        refine_volume=refine_volume,
         threshold=threshold,
         resolution=float(resolution),
         negative=float(negative),
@@ -494,6 +485,29 @@ def normalise_footprint(dmap: DensityMap, mask: np.ndarray, threshold: float
     if scale <= 0:
         raise InputError(f"{name}: density above threshold {threshold:g} is not positive")
     return np.where(mask, np.clip(data / scale, 0.0, 1.0), 0.0).astype(np.float32), scale
+
+
+def search_volumes(dmap: DensityMap, mask: np.ndarray, normalised: np.ndarray, scale: float,
+                   negative: float, sigmas: tuple[float, ...], weights: tuple[float, ...],
+                   pad_a: float | None) -> tuple[DensityMap, DensityMap]:
+    """The loss volume and the refinement volume of :func:`prepare_map`, on the search box.
+
+    Padding ``pad_a`` Å (default ``2 * max(sigmas)``, at least 2 voxels); the box is the
+    footprint grown by the padding, the smoothing's reach (3 sigma) and
+    :data:`CROP_MARGIN_A`, within the padded map (:func:`search_box`).
+    """
+    if pad_a is None:
+        pad_a = 2.0 * max(sigmas, default=0.0)
+    voxel_zyx = dmap.voxel_size[::-1]
+    pad = np.maximum(np.ceil(pad_a / voxel_zyx).astype(int), 2)  # z, y, x
+    reach = pad + np.ceil((3.0 * max(sigmas, default=0.0) + CROP_MARGIN_A) / voxel_zyx).astype(int)
+    lo, hi = search_box(mask, pad, reach)
+    origin = dmap.origin + lo[::-1] * dmap.voxel_size
+    refine = take_box((clip_map(dmap.data, scale) / scale).astype(np.float32), lo, hi, 0.0)
+    level0 = take_box(np.where(mask, normalised, negative).astype(np.float32), lo, hi, negative)
+    return (DensityMap(combine_levels(level0, sigmas, weights, dmap.voxel_size),
+                       dmap.voxel_size, origin),
+            DensityMap(refine, dmap.voxel_size, origin))
 
 
 def combine_levels(level0: np.ndarray, sigmas: tuple[float, ...], weights: tuple[float, ...],
