@@ -199,12 +199,22 @@ def declared_length(structure) -> int | None:
     return max(lengths) if lengths else None
 
 
+def sniff_predicted(path: str | os.PathLike, n_bytes: int = 8192) -> bool:
+    """True if the head of a structure file names AlphaFold or holds ModelCIF pLDDT records."""
+    path = Path(path)
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rt", errors="replace") as fh:
+            head = fh.read(n_bytes).lower()
+    except OSError:
+        return False
+    return any(m in head for m in ("alphafold", "colabfold", "esmfold", "_ma_qa_metric"))
+
+
 def _is_predicted(path: Path, atoms) -> bool:
     if atoms.meta.get("predicted"):
         return True
     try:
-        from .domains import sniff_predicted
-
-        return bool(sniff_predicted(path))
+        return sniff_predicted(path)
     except Exception:
         return False

@@ -3,7 +3,6 @@ into ``<name>_D<n>.cif`` files with their ``domains.parquet`` and ``failures.par
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -12,6 +11,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..outputs import atomic_write, safe_name
 from ..structures import Atoms, is_structure_file, read_structure, write_structure
+from ..validate import sniff_predicted
 from .pae import MODEL_NAME, find_pae_file, read_pae
 from .plddt import DEFAULT_PLDDT_MIN
 from .split import split_domains
@@ -21,18 +21,6 @@ __all__ = ["expand_model_paths", "load_model", "remove_previous_domains", "sniff
            "split_model_file", "split_model_files"]
 
 log = logging.getLogger(__name__)
-
-
-def sniff_predicted(path: str | os.PathLike, n_bytes: int = 8192) -> bool:
-    """True if the head of a structure file names AlphaFold or holds ModelCIF pLDDT records."""
-    path = Path(path)
-    opener = gzip.open if path.name.lower().endswith(".gz") else open
-    try:
-        with opener(path, "rt", errors="replace") as fh:
-            head = fh.read(n_bytes).lower()
-    except OSError:
-        return False
-    return any(m in head for m in ("alphafold", "colabfold", "esmfold", "_ma_qa_metric"))
 
 
 def load_model(path: str | os.PathLike) -> Atoms:
