@@ -23,6 +23,7 @@ import platform
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -35,6 +36,9 @@ from difffit_screen.annotations import row_annotation
 from difffit_screen.report import write_report
 from difffit_screen.structures import apply_matrix, read_structure
 from difffit_screen.tables import FITS_SCHEMA, rank_candidates, table_from_rows, write_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from devtools import DevTools  # the browser tests' DevTools client
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "tests" / "data" / "demo_library"
@@ -112,42 +116,6 @@ def real_row(name: str, path: Path, atoms, matrix: np.ndarray, score: float) -> 
             "source": str(path)}
 
 
-class DevTools:
-    """A minimal Chrome DevTools protocol client (one page)."""
-
-    def __init__(self, ws_url: str):
-        import websocket
-
-        self.ws = websocket.create_connection(ws_url, timeout=120, suppress_origin=True)
-        self.ids = itertools.count(1)
-
-    def call(self, method: str, **params) -> dict:
-        msg_id = next(self.ids)
-        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
-        while True:
-            reply = json.loads(self.ws.recv())
-            if reply.get("id") == msg_id:
-                if "error" in reply:
-                    raise RuntimeError(f"{method}: {reply['error']}")
-                return reply.get("result", {})
-
-    def evaluate(self, expression: str):
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True,
-                           awaitPromise=True)
-        if "exceptionDetails" in result:
-            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
-        return result["result"].get("value")
-
-    def wait_for(self, expression: str, timeout: float = 120.0):
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.02)
-        raise TimeoutError(expression)
-
-
 def time_in_chromium(index: Path, browser: str) -> dict:
     """Open the report offline in headless Chromium; time load, table, search and sort."""
     profile = Path(tempfile.mkdtemp(prefix="bench-report-chromium-"))
@@ -164,7 +132,7 @@ def time_in_chromium(index: Path, browser: str) -> dict:
         port = int(port_file.read_text().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
             target = next(t for t in json.load(r) if t.get("type") == "page")
-        tools = DevTools(target["webSocketDebuggerUrl"])
+        tools = DevTools(target["webSocketDebuggerUrl"], timeout=120.0, poll=0.02)
         tools.call("Page.enable")
         t0 = time.perf_counter()
         tools.call("Page.navigate", url=index.as_uri())
