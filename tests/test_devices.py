@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DEVICES
 
 from difffit_screen import devices
 from difffit_screen.progress import ProgressReporter, count_candidates
 
 DEMO = Path(__file__).parent / "data" / "demo_library"
 HAS_CUDA = torch.cuda.is_available()
-DEVICES = ["cpu", *(["cuda"] if HAS_CUDA else [])]  # CUDA joins where the machine has it
 TINY = ["--threshold", "0.886", "--resolution", "4", "--positions", "2", "--rotations", "4",
         "--iterations", "5", "--refine-top", "1", "--refine-iterations", "2", "--models", "0"]
 
