@@ -133,10 +133,8 @@ def write_conda_env(path: str | os.PathLike = CONDA_ENV_FILE,
             f"      - {json.dumps(target)}\n")
     out = Path(path).resolve()
     if not out.is_file() or out.read_text() != text:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f"{out.name}.{os.getpid()}.part")
-        tmp.write_text(text)
-        os.replace(tmp, out)
+        with atomic_write(out, unique=True) as tmp:  # several Snakemake processes may race
+            tmp.write_text(text)
     return str(out)
 
 
