@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from .errors import InputError
 from .options import FRACTION, SEED, Range, count
 
 __all__ = ["CompositeParams", "FitParams", "MapParams", "Option", "composite_command_options",
@@ -194,6 +195,11 @@ _COMPOSITE_SEARCH = {"config": None}
 _KEEP = "keep {} (default: removed when a structure is read)"
 
 
+MAX_STARTS = 2_000_000
+"""Most start placements one candidate may get (the search is chunked, but the starts' poses
+and the results of all of them are held at once: 2e6 is about 0.2 GB)."""
+
+
 @dataclass
 class FitParams:
     """Search, refinement and scoring parameters (defaults are the documented defaults).
@@ -271,6 +277,19 @@ class FitParams:
     keep_waters: bool = option(False, group=REFINE, help=_KEEP.format("waters"))
     keep_ligands: bool = option(False, group=REFINE, help=_KEEP.format(
         "ligands and ions (residues neither polymer nor water)"))
+
+    def __post_init__(self) -> None:
+        """Refuse a search too big to run: more than :data:`MAX_STARTS` start placements per
+        candidate (positions x rotations, times ``1 + deepen_factor`` with the deeper search),
+        one line naming the options, before any work."""
+        factor = 1 + (self.deepen_factor if self.deepen_hits > 0 else 0)
+        starts = self.positions * self.rotations * factor
+        if starts > MAX_STARTS:
+            deeper = f" x {factor} (the deeper search)" if factor > 1 else ""
+            raise InputError(
+                f"--positions {self.positions} x --rotations {self.rotations}{deeper} = "
+                f"{starts:,} start placements per candidate: more than {MAX_STARTS:,}; lower "
+                f"--positions or --rotations")
 
 
 def _composite_fit() -> FitParams:

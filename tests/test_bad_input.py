@@ -121,6 +121,20 @@ def test_fit_option_out_of_range(tmp_path, capsys, option, value):
     assert not out.exists(), "checked before any work"
 
 
+@pytest.mark.parametrize("extra", [["--positions", "2000", "--rotations", "2000"],
+                                   ["--positions", "1000", "--rotations", "500",
+                                    "--deepen-hits", "4"]])
+def test_fit_search_too_big_to_run(tmp_path, capsys, extra):
+    """Each option alone is in range, their product is not: one line naming both, exit 2,
+    before any work (no TB of start poses, no crash)."""
+    out = tmp_path / "out"
+    rc, err = run(["fit", *MAP_ARGS, "--out", out, *FAST, *extra, GOOD], capsys)
+    assert rc == 2
+    assert_one_line_error(err, "--positions")
+    assert "--rotations" in err and "start placements per candidate" in err
+    assert not out.exists(), "checked before any work"
+
+
 @pytest.mark.parametrize("argv,needle", [
     (["prepare-map", "--map", MAP, "--out", "{tmp}/p.npz", "--resolution", "-1"],
      "--resolution"),
