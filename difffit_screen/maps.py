@@ -503,8 +503,10 @@ def search_volumes(dmap: DensityMap, mask: np.ndarray, normalised: np.ndarray, s
     reach = pad + np.ceil((3.0 * max(sigmas, default=0.0) + CROP_MARGIN_A) / voxel_zyx).astype(int)
     lo, hi = search_box(mask, pad, reach)
     origin = dmap.origin + lo[::-1] * dmap.voxel_size
-    refine = take_box((clip_map(dmap.data, scale) / scale).astype(np.float32), lo, hi, 0.0)
-    level0 = take_box(np.where(mask, normalised, negative).astype(np.float32), lo, hi, negative)
+    # crop first, then compute: a big box's empty margin is never copied or transformed
+    refine = (clip_map(take_box(dmap.data, lo, hi, 0.0), scale) / scale).astype(np.float32)
+    level0 = np.where(take_box(mask, lo, hi, False), take_box(normalised, lo, hi, 0.0),
+                      negative).astype(np.float32)
     return (DensityMap(combine_levels(level0, sigmas, weights, dmap.voxel_size),
                        dmap.voxel_size, origin),
             DensityMap(refine, dmap.voxel_size, origin))
