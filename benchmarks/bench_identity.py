@@ -12,7 +12,9 @@ per candidate, total wall time, peak RSS of this process (``resource.getrusage``
 from ``run.json``, the top-10 table, how many decoys were fitted / rejected / ``fit_ok``, and
 the decoy score distribution.
 
-Results: ``benchmarks/results/identity.json`` and ``identity.md`` (``--tag T`` writes
+Results: ``benchmarks/results/identity.json`` and ``identity.md`` (the ranked fits, before
+significance, in ``benchmarks/results/identity/identity.parquet`` so the statistics can be
+re-analysed without fitting again) (``--tag T`` writes
 ``identity_T.*``, e.g. for a reduced-placement run). Run from the repository root:
 ``.venv/bin/python benchmarks/bench_identity.py [--positions 6 --rotations 32 --tag reduced]``.
 It exits cleanly (status 0, with a message) when the shared data folder is absent.
@@ -68,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.exists():
         print(f"bench_identity: shared data not found at {DATA}; skipping", file=sys.stderr)
         return 0
+
+    import pyarrow.parquet as pq
 
     from difffit_screen.fit import (
         FitParams,
@@ -126,8 +130,11 @@ def main(argv: list[str] | None = None) -> int:
                              "per_candidate_s": per_cand,
                              "samples_per_s": samples / max(search_s, 1e-9),
                              "search_samples": samples}, "versions": software_versions()}
-        ranking = add_significance(rank_candidates(table_from_rows(all_fits, FITS_SCHEMA)))
-        ranking = ranking.to_pandas()
+        ranked = rank_candidates(table_from_rows(all_fits, FITS_SCHEMA))
+        keep = RESULTS / "identity" / f"{stem}.parquet"  # for re-analysis of the statistics
+        keep.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(ranked, keep)
+        ranking = add_significance(ranked).to_pandas()
         failures = table_from_rows(all_failures, FAILURES_SCHEMA).to_pandas()
         summarise(args, params, inputs, lib_files, stem, prep, ranking, failures, record, t0,
                   cpu0, done)
