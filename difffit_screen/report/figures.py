@@ -216,17 +216,14 @@ def plot_significance(ranking: pa.Table, null, top: int) -> str:
 
 def draw_zscores(ax, rows: list[dict], null, top: int) -> None:
     """Histogram of the ranking ``rows``' z-scores, the null density, the ``top`` hits marked."""
-    from scipy import stats
-
     z = np.array([np.nan if r["zscore"] is None else r["zscore"] for r in rows], float)
     finite = z[np.isfinite(z)]
     if finite.size:
         ax.hist(finite, bins=max(10, min(60, finite.size // 2)), density=True, color="0.75",
                 label="library")
         xs = np.linspace(min(finite.min(), -4), max(finite.max(), 4), 300)
-        pdf = stats.t.pdf(xs, null.df) if null.df else stats.norm.pdf(xs)
-        ax.plot(xs, pdf, c="k", lw=1.2, label="null" + (f" (t, {null.df:g} df)" if null.df
-                                                        else " N(0, 1)"))
+        ax.plot(xs, null.pdf(xs), c="k", lw=1.2,
+                label="null" + (f" (t, {null.df:g} df)" if null.df else " (Gumbel)"))
         for i, r in enumerate(rows[:top]):
             if np.isfinite(z[i]):
                 ax.axvline(z[i], c=rank_colour(i), lw=1)
