@@ -223,3 +223,24 @@ def test_rotvec_to_matrix_is_a_rotation_in_either_precision(device, dtype):
                                atol=tol, rtol=0)
     r64 = rotvec_to_matrix(w.double())
     torch.testing.assert_close(r.double(), r64, atol=tol * 10, rtol=0)
+
+
+@pytest.mark.parametrize("radius,voxel", [(3.0, (1.37, 1.37, 1.37)), (8.0, (2.1, 1.0, 1.6)),
+                                          (0.5, (1.0, 1.0, 1.0))])
+def test_shell_dilation_equals_the_exact_distance_transform(radius, voxel):
+    """``local_cc``'s shell: voxels within ``radius`` Å of the envelope, by FFT convolution with
+    a ball, is exactly the set the Euclidean distance transform gives (anisotropic voxels,
+    shells wider than the blob, blobs touching the box edge, an empty envelope)."""
+    from scipy import ndimage
+
+    from difffit_screen.scores import ball_offsets, dilate
+
+    rng = np.random.default_rng(21)
+    ball = ball_offsets(radius, np.array(voxel))
+    for shape in [(30, 22, 41), (9, 40, 17)]:
+        blob = ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
+        for mask in (blob > 0.08, blob > 0.2, np.zeros(shape, bool)):
+            exact = ndimage.distance_transform_edt(~mask, sampling=voxel) <= radius
+            if not mask.any():
+                exact = np.zeros(shape, bool)
+            np.testing.assert_array_equal(dilate(mask, ball), exact)
