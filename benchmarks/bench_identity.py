@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--library", choices=["full", "domains"], default="full",
                     help="domains: the 490 models split by `difffit-screen domains` (defaults); "
                          "results identity_domains.*")
+    ap.add_argument("--reanalyse", action="store_true",
+                    help="recompute the significance from the kept ranked fits (no fitting)")
     ap.add_argument("--chunk", type=int, default=40,
                     help="inputs per fit_candidates call; results are rewritten after each")
     args = ap.parse_args(argv)
@@ -80,13 +82,18 @@ def main(argv: list[str] | None = None) -> int:
         software_versions,
     )
     from difffit_screen.maps import prepare_map, read_map
-    from difffit_screen.significance import add_significance
+    from difffit_screen.significance import add_significance, read_null_summary
     from difffit_screen.tables import (
         FAILURES_SCHEMA,
         FITS_SCHEMA,
         rank_candidates,
         table_from_rows,
     )
+
+    stem = "identity" + ("_domains" if args.library == "domains" else "")
+    stem += f"_{args.tag}" if args.tag else ""
+    if args.reanalyse:
+        return reanalyse(stem)
 
     demo = DATA / "domainfit_demo"
     lib = DATA / "library_tardigrade_afdb"
@@ -101,8 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     for k in ("positions", "rotations", "iterations"):
         if getattr(args, k) is not None:
             setattr(params, k, getattr(args, k))
-    stem = "identity" + ("_domains" if args.library == "domains" else "")
-    stem += f"_{args.tag}" if args.tag else ""
 
     t0 = time.perf_counter()
     cpu0 = time.process_time()
@@ -134,12 +139,47 @@ def main(argv: list[str] | None = None) -> int:
         keep = RESULTS / "identity" / f"{stem}.parquet"  # for re-analysis of the statistics
         keep.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(ranked, keep)
-        ranking = add_significance(ranked).to_pandas()
+        sig = add_significance(ranked)
+        record["null"] = read_null_summary(sig)["description"]
+        ranking = sig.to_pandas()
         failures = table_from_rows(all_failures, FAILURES_SCHEMA).to_pandas()
         summarise(args, params, inputs, lib_files, stem, prep, ranking, failures, record, t0,
                   cpu0, done)
         print(f"[{time.strftime('%H:%M:%S')}] {done}/{len(inputs)} inputs, "
               f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    return 0
+
+
+TOP_COLUMNS = ["rank", "candidate", "score", "hits", "fit_ok", "inside_fraction", "mean_density",
+               "correlation", "n_residues", "zscore", "qvalue"]
+
+
+def significance_summary(ranking) -> dict:
+    """The answers' q-values, the decoys with q < 0.05 and the top 10, from a ranking with
+    significance."""
+    q = dict(zip(ranking.candidate, ranking.qvalue, strict=True))
+    decoys = ranking[~ranking.candidate.isin(PARALOGS)]
+    cols = [c for c in TOP_COLUMNS if c in ranking.columns]
+    return {"qvalues": {n: float(q[n]) for n in PARALOGS if n in q},
+            "decoys_q05": int((decoys.qvalue < 0.05).sum()),
+            "best_decoy_q": float(decoys.qvalue.min()) if len(decoys) else None,
+            "top10": ranking[cols].head(10).to_dict(orient="records")}
+
+
+def reanalyse(stem: str) -> int:
+    """Recompute the significance of a finished run from its kept ranked fits."""
+    import pyarrow.parquet as pq
+
+    from difffit_screen.significance import add_significance, read_null_summary
+
+    ranked = add_significance(pq.read_table(RESULTS / "identity" / f"{stem}.parquet"))
+    path = RESULTS / f"{stem}.json"
+    result = json.loads(path.read_text())
+    result.update(significance_summary(ranked.to_pandas()))
+    result["null"] = read_null_summary(ranked)["description"]
+    path.write_text(json.dumps(result, indent=2, default=str))
+    (RESULTS / f"{stem}.md").write_text(render_md(result))
+    print(json.dumps({k: result[k] for k in ("ranks", "qvalues", "decoys_q05", "best_decoy_q")}))
     return 0
 
 
@@ -174,10 +214,6 @@ def summarise(args, params, inputs, lib_files, stem, prep, ranking, failures, re
                 **{f"p{p}": float(v) for p, v in zip([0, 5, 25, 50, 75, 95, 100], q,
                                                       strict=True)}}
 
-    cols = ["rank", "candidate", "score", "hits", "fit_ok", "inside_fraction", "mean_density",
-            "correlation", "n_residues", "zscore", "qvalue"]
-    cols = [c for c in cols if c in ranking.columns]
-    top10 = ranking[cols].head(10).to_dict(orient="records")
     per_cand = record["timing"]["per_candidate_s"]
     times = np.array(list(per_cand.values()), float)
     fail_reasons: dict[str, int] = {}
@@ -206,7 +242,7 @@ def summarise(args, params, inputs, lib_files, stem, prep, ranking, failures, re
         "library_decoys_fit_ok": int(lib_decoys.fit_ok.sum()),
         "library_decoy_scores_fit_ok": dist(ok_decoy_scores),
         "library_decoy_scores_all": dist(all_decoy_scores),
-        "top10": top10,
+        **significance_summary(ranking),
         "timing": {"total_wall_s": wall, "cpu_s": cpu, "search_s": record["timing"]["search_s"],
                    "samples_per_s": record["timing"]["samples_per_s"],
                    "search_samples": record["timing"]["search_samples"],
@@ -220,6 +256,7 @@ def summarise(args, params, inputs, lib_files, stem, prep, ranking, failures, re
                     "torch_threads": torch.get_num_threads(),
                     "loadavg": list(os.getloadavg())},
         "versions": record["versions"],
+        "null": record["null"],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str))
@@ -260,11 +297,18 @@ def render_md(r: dict) -> str:
         f"- peak RSS {r['peak_rss_mb']:.0f} MB; machine {r['machine']['cpus']} CPUs (shared), "
         f"torch threads {r['machine']['torch_threads']}, load at end {r['machine']['loadavg']}",
         "",
-        "| rank | candidate | score | hits | fit_ok | inside | mean density | residues |",
-        "|---|---|---|---|---|---|---|---|",
+        "- q-values (Benjamini-Hochberg over the screen): "
+        + ", ".join(f"{k} {v:.2g}" for k, v in r.get("qvalues", {}).items())
+        + f"; decoys with q < 0.05: **{r.get('decoys_q05')}** (smallest decoy q "
+        f"{r.get('best_decoy_q') or float('nan'):.2g})",
+        f"- null: {r.get('null', '')}",
+        "",
+        "| rank | candidate | score | z | q | hits | fit_ok | inside | mean density | residues |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["top10"]:
         lines.append(f"| {row['rank']} | {row['candidate']} | {row['score']:.3f} | "
+                     f"{row.get('zscore', float('nan')):.1f} | {row.get('qvalue', 1.0):.2g} | "
                      f"{row['hits']} | {row['fit_ok']} | {row['inside_fraction']:.2f} | "
                      f"{row['mean_density']:.3f} | {row.get('n_residues', '')} |")
     return "\n".join(lines) + "\n"
