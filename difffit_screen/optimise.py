@@ -213,7 +213,7 @@ def optimise_placements(
     for it in range(iterations):
         frac = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (
             1 + math.cos(math.pi * it / max(iterations - 1, 1)))
-        _, g_t, g_w = step(rot, t)
+        _, g_t, g_w = step(rot, t, with_loss=False)
         m_t.mul_(b1).add_(g_t, alpha=1 - b1)
         v_t.mul_(b2).addcmul_(g_t, g_t, value=1 - b2)
         m_w.mul_(b1).add_(g_w, alpha=1 - b1)
@@ -229,7 +229,9 @@ def optimise_placements(
 
 
 def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gradient: str):
-    """The loss-and-gradient function of ``gradient`` mode (``"analytic"`` or ``"autograd"``)."""
+    """The loss-and-gradient function of ``gradient`` mode (``"analytic"`` or ``"autograd"``):
+    ``step(rot, t, with_loss=True) -> (loss (K,) or None, grad_t (K, 3), grad_w (K, 3))``; the
+    analytic step skips the loss when ``with_loss`` is False (the Adam loop never reads it)."""
     if gradient == "autograd":
         return _autograd_step(sampler, x, m)
     if gradient == "analytic":
@@ -242,9 +244,9 @@ def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gra
 def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
     """Loss ``(K,)`` and its gradients w.r.t. translation and left rotation, ``(K, 3)`` each."""
 
-    def step(rot: torch.Tensor, t: torch.Tensor):
+    def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
         out = sampler.sample_posed_with_gradient(x, rot, t)  # (4, K, N)
-        loss = -(out[0] * m).sum(-1)
+        loss = -(out[0] * m).sum(-1) if with_loss else None  # the optimiser needs no loss
         g = out[1:].permute(1, 0, 2) * m[:, None, :]  # (K, 3, N), weighted
         grad_t = -g.sum(-1)
         # torque sum_i (R x_i) x g_i from G = sum_i g_i (R x_i)^T = (g @ x) @ R^T
@@ -259,7 +261,7 @@ def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
 def _autograd_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
     """As :func:`_analytic_step`, differentiating through ``grid_sample`` with autograd."""
 
-    def step(rot: torch.Tensor, t: torch.Tensor):
+    def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
         t = t.detach().requires_grad_(True)
         w = torch.zeros_like(t, requires_grad=True)
         loss = -(sampler.sample_posed(x, rotvec_to_matrix(w) @ rot, t) * m).sum(-1)
