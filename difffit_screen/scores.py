@@ -96,13 +96,18 @@ def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     arrays thresholded at 0.5 (exact: the convolution counts ball members, integers, and the
     float64 rounding error is orders of magnitude below 0.5). Equals
     ``distance_transform_edt(~mask, sampling) <= radius`` for the ball of that radius, 3-5 times
-    faster on a fit's sub-box."""
-    from scipy import signal
+    faster on a fit's sub-box. (``scipy.fft`` directly: ``scipy.signal`` costs 1-3 s to import.)
+    """
+    from scipy import fft
 
     if not mask.any():
         return np.zeros(mask.shape, dtype=bool)
-    conv = signal.fftconvolve(mask.astype(np.float64), ball.astype(np.float64), mode="same")
-    return conv > 0.5
+    full = [m + b - 1 for m, b in zip(mask.shape, ball.shape, strict=True)]
+    shape = [fft.next_fast_len(n, real=True) for n in full]
+    conv = fft.irfftn(fft.rfftn(mask.astype(np.float64), shape)
+                      * fft.rfftn(ball.astype(np.float64), shape), shape)
+    lo = [(b - 1) // 2 for b in ball.shape]  # the centred ("same") part of the full convolution
+    return conv[tuple(slice(a, a + m) for a, m in zip(lo, mask.shape, strict=True))] > 0.5
 
 
 class FootprintCorrelation:
