@@ -36,6 +36,7 @@ import platform
 import time
 import traceback
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -340,7 +341,17 @@ class _Batcher:
     candidate at a time, and a candidate that still fails becomes a failure row. A candidate
     whose first search did not converge (:func:`needs_deeper_search`) is searched again
     (:func:`_deepen`) right after its batch.
+
+    The search runs in the calling thread; clustering, refinement, scoring and the deeper
+    search of a batch run in one worker thread (:meth:`later`) while the next batch is
+    searched, so the CPU work after a GPU search, or the single-threaded scoring beside a
+    CPU search that torch parallelises poorly, overlaps with the next search. Every change to
+    ``outcome`` (rows, failures, progress) goes through the worker's first-in first-out queue,
+    so rows come out in the order of the sequential run and the fits are the same.
     """
+
+    MAX_QUEUED = 2
+    """Batches waiting for the worker before the search waits for it (bounds memory)."""
 
     def __init__(self, prep: PreparedMap, params: FitParams, device: torch.device,
                  outcome: FitOutcome, bar):
@@ -354,6 +365,22 @@ class _Batcher:
         self.per = len(self.starts_pos) * len(self.starts_rot)  # start placements a candidate
         self.footprint_rg = footprint_radius(prep)
         self.pending: list[_Prepared] = []
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difffit-score")
+        self.queued: list[Future] = []
+
+    def later(self, fn, *args) -> None:
+        """Run ``fn(*args)`` in the worker thread, after everything queued before it."""
+        while len(self.queued) >= self.MAX_QUEUED:
+            self.queued.pop(0).result()
+        self.queued.append(self.worker.submit(fn, *args))
+
+    def drain(self) -> None:
+        """Wait for the worker's queue (re-raising its errors) and stop the worker."""
+        try:
+            while self.queued:
+                self.queued.pop(0).result()
+        finally:
+            self.worker.shutdown(wait=True)
 
     def add(self, cand: _Prepared) -> None:
         """Queue a prepared candidate; fit the queue once it holds ``bucket_window``."""
@@ -388,10 +415,16 @@ class _Batcher:
                 for c in batch:
                     self.search([c])
                 return
-            self.outcome.failures.append(_failure(batch[0], f"search failed: {exc}"))
+            self.later(self.outcome.failures.append,
+                       _failure(batch[0], f"search failed: {exc}"))
             return
         t_search = time.perf_counter() - t0
         n_samples = sum(self.per * len(c.search) for c in batch) * self.params.iterations
+        self.later(self.finish, batch, results, t_search, n_samples)
+
+    def finish(self, batch: list[_Prepared], results: list, t_search: float,
+               n_samples: int) -> None:
+        """Rows of a searched batch (in the worker thread), then its deeper searches."""
         self.outcome.search_samples += n_samples
         self.outcome.search_seconds += t_search
         deeper: list[tuple[_Prepared, tuple]] = []
@@ -457,10 +490,13 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
         if isinstance(cand, _Prepared):
             batcher.add(cand)
             continue
-        outcome.failures.append({"candidate": name, "source": source, "stage": "read",
-                                 "reason": cand})
-        bar.update(1)
-    batcher.run_pending()
+        batcher.later(outcome.failures.append, {"candidate": name, "source": source,
+                                                "stage": "read", "reason": cand})
+        batcher.later(bar.update, 1)
+    try:
+        batcher.run_pending()
+    finally:
+        batcher.drain()
     bar.close()
     return outcome
 
