@@ -129,9 +129,10 @@ FIELD_DOCS.update({
     "rank": "rank of the candidate in the screen (1 = best)",
     "n_clusters": "number of pose clusters found for the candidate",
     "zscore": "Fisher-z score minus its size window's null location, over the null's spread",
-    "pvalue": "one-sided p-value under the candidate's size-window null (Student t), floored at "
-              "what the library size supports; 1 for fits that are not fit_ok or have < 30 % of "
-              "atoms inside the contour",
+    "pvalue": "one-sided p-value under the candidate's size-window null (Gumbel upper tail), "
+              "floored at what the library size supports; 1 for fits that are not fit_ok, have "
+              "< 30 % of atoms inside the contour, or are predicted models with "
+              "confident_fraction < 0.5",
     "qvalue": "Benjamini-Hochberg adjusted p-value across the screen",
 })
 
