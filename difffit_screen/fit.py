@@ -485,18 +485,18 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
     outcome = FitOutcome()
     bar = make_reporter(progress, n_total, label_device(device))
     batcher = _Batcher(prep, params, device, outcome, bar)
-    for name, source, item in candidates:
-        cand = _prepare_or_reason(item, name, source, prep, params)
-        if isinstance(cand, _Prepared):
-            batcher.add(cand)
-            continue
-        batcher.later(outcome.failures.append, {"candidate": name, "source": source,
-                                                "stage": "read", "reason": cand})
-        batcher.later(bar.update, 1)
     try:
+        for name, source, item in candidates:
+            cand = _prepare_or_reason(item, name, source, prep, params)
+            if isinstance(cand, _Prepared):
+                batcher.add(cand)
+                continue
+            batcher.later(outcome.failures.append, {"candidate": name, "source": source,
+                                                    "stage": "read", "reason": cand})
+            batcher.later(bar.update, 1)
         batcher.run_pending()
     finally:
-        batcher.drain()
+        batcher.drain()  # the worker's rows, and the worker stopped even on an error
     bar.close()
     return outcome
 
