@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    from difffit_screen.fit import software_versions
+    from difffit_screen.outputs import software_versions
 
     names = args.maps.split(",") if args.maps else list(MAPS)
     out_json = RESULTS / f"calibration_{args.library}.json"

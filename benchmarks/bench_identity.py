@@ -75,13 +75,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import pyarrow.parquet as pq
 
-    from difffit_screen.fit import (
-        FitParams,
-        fit_candidates,
-        iter_candidates,
-        software_versions,
-    )
+    from difffit_screen.fit import FitParams, fit_candidates, iter_candidates
     from difffit_screen.maps import prepare_map, read_map
+    from difffit_screen.outputs import software_versions
     from difffit_screen.significance import add_significance, read_null_summary
     from difffit_screen.tables import (
         FAILURES_SCHEMA,

@@ -48,8 +48,9 @@ import torch
 from peers import kabsch_pose
 from scipy.spatial.transform import Rotation
 
-from difffit_screen.fit import FitParams, fit_candidates, software_versions
+from difffit_screen.fit import FitParams, fit_candidates
 from difffit_screen.maps import prepare_map, read_map
+from difffit_screen.outputs import software_versions
 from difffit_screen.scores import FootprintCorrelation, score_atoms
 from difffit_screen.structures import (
     apply_matrix,

@@ -69,7 +69,7 @@ import numpy as np
 import pyarrow as pa
 
 from .errors import InputError
-from .fit import fit_candidates, iter_candidates, software_versions
+from .fit import fit_candidates, iter_candidates
 from .maps import (
     VOLUME_PER_ATOM_A3,
     ContourError,
@@ -80,7 +80,13 @@ from .maps import (
     read_map,
     write_map,
 )
-from .outputs import atomic_write, prepare_output_dir, remove_previous_outputs, write_text
+from .outputs import (
+    atomic_write,
+    prepare_output_dir,
+    remove_previous_outputs,
+    software_versions,
+    write_text,
+)
 from .params import CompositeParams, FitParams
 from .scores import FootprintCorrelation
 from .significance import robust_sd

@@ -32,7 +32,6 @@ import glob
 import json
 import logging
 import os
-import platform
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -45,7 +44,6 @@ import pyarrow as pa
 import torch
 from scipy.spatial.transform import Rotation
 
-from . import __version__
 from .annotations import row_annotation
 from .cluster import cluster_poses
 from .devices import describe_device, format_device, label_device
@@ -65,6 +63,7 @@ from .outputs import (
     prepare_output_dir,
     remove_previous_outputs,
     safe_name,
+    software_versions,
     write_text,
 )
 from .params import FitParams
@@ -612,20 +611,6 @@ def write_models(rows: list[dict], candidates: dict[str, Atoms]) -> list[str]:
             problems.append(f"{row['candidate']}: model not written to {path} "
                             f"({type(exc).__name__}: {exc})")
     return problems
-
-
-def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
-    """Versions of Python, the package and the libraries it uses (and ``extra`` packages)."""
-    from importlib import metadata
-
-    versions = {"difffit_screen": __version__, "python": platform.python_version(),
-                "torch": torch.__version__}
-    for name in ("numpy", "scipy", "gemmi", "mrcfile", "pyarrow", *extra):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
 
 
 @dataclass

@@ -15,7 +15,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import platform
 import re
+import sys
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -187,3 +189,23 @@ def remove_previous_outputs(out: str | os.PathLike, names: Sequence[str],
             f.unlink()
             removed.append(f)
     return removed
+
+
+def software_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
+    """Versions of Python, the package and the libraries it uses (and ``extra`` packages).
+
+    Read from the installed packages' metadata, so recording them imports nothing heavy (the
+    report starts without torch); torch's own ``__version__`` is used once torch is loaded.
+    """
+    from importlib import metadata
+
+    from . import __version__
+
+    versions = {"difffit_screen": __version__, "python": platform.python_version()}
+    for name in ("torch", "numpy", "scipy", "gemmi", "mrcfile", "pyarrow", *extra):
+        module = sys.modules.get(name) if name == "torch" else None
+        try:
+            versions[name] = module.__version__ if module else metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -332,6 +332,30 @@ def test_report_cli(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nowhere")]) == 2
 
 
+def test_report_runs_without_torch(tmp_path):
+    """Writing a whole report (pictures, exported models, run record with the software
+    versions) never imports torch: the report starts in a fraction of a second."""
+    import subprocess
+    import sys
+
+    folder = build_results(tmp_path / "screen")
+    code = ("import sys\nfrom difffit_screen.cli import main\n"
+            f"assert main(['report', {str(folder)!r}, '--top', '2']) == 0\n"
+            "print('torch' in sys.modules, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert proc.stderr.splitlines()[-1] == "False"
+    html = (folder / "report" / "index.html").read_text()
+    (version,) = re.findall(r'<td class="text">torch</td><td class="text">([^<]+)</td>', html)
+    assert version.startswith(torch_version_prefix())
+
+
+def torch_version_prefix() -> str:
+    from importlib import metadata
+
+    return metadata.version("torch").split("+")[0]
+
+
 def test_crop_box_holds_the_model():
     view = load_map_view(MAP, threshold=THRESHOLD)
     atoms = derived_pose("I7MLV6_D3")

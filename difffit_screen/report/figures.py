@@ -231,7 +231,8 @@ def draw_zscores(ax, rows: list[dict], null, top: int) -> None:
                             color=rank_colour(i), fontsize=8, ha="center")
     ax.set_xlabel("z-score (size-corrected Fisher z of the score)")
     ax.set_ylabel("density")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
     ax.set_title("Scores against the fitted null")
 
 

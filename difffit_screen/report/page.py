@@ -149,7 +149,7 @@ def run_section_html(run: dict | None) -> str:
 def software_rows() -> list[dict]:
     """Versions of Python, the packages the screen and the report use, and the 3D viewer, as
     ``{"software", "version"}`` rows."""
-    from ..fit import software_versions as run_versions
+    from ..outputs import software_versions as run_versions
 
     rows = [{"software": k, "version": v}
             for k, v in run_versions(extra=("matplotlib",)).items()]
