@@ -75,6 +75,7 @@ class VolumeSampler:
         if device.type == "cpu":  # a voxel's channels side by side: one cache line per corner
             self.volume = self.volume.contiguous(memory_format=torch.channels_last_3d)
         self.value_volume = self.volume[:, :1]
+        self.voxel_size = np.asarray(volume.voxel_size, dtype=np.float32)
         dims_xyz = torch.tensor(volume.data.shape[::-1], dtype=torch.float32, device=device)
         self.origin = torch.as_tensor(volume.origin, dtype=torch.float32, device=device)
         self.scale = 2.0 / ((dims_xyz - 1.0) * torch.as_tensor(volume.voxel_size,
@@ -161,7 +162,7 @@ def optimise_placements(
     lr_trans: float,
     lr_rot: torch.Tensor,
     final_lr_fraction: float = 0.05,
-    gradient: str = "analytic",
+    gradient: str = "auto",
 ) -> PoseBatch:
     """Optimise ``K`` placements of ``B`` candidates together with Adam.
 
@@ -189,7 +190,9 @@ def optimise_placements(
     final_lr_fraction : float
         The step sizes decay (cosine) to this fraction of their start value.
     gradient : str
-        ``"analytic"`` (volume gradient channels, no autograd) or ``"autograd"``.
+        ``"auto"`` (``"fused"`` on the CPU, ``"analytic"`` elsewhere), ``"fused"`` (the
+        compiled CPU kernel of :mod:`difffit_screen.kernels`), ``"analytic"`` (volume
+        gradient channels, torch operations, no autograd) or ``"autograd"``.
 
     Returns
     -------
@@ -197,13 +200,18 @@ def optimise_placements(
         Final poses and losses (losses evaluated at the final poses).
     """
     dev = sampler.device
-    x = coords.to(dev, torch.float32)[owner]  # (K, N, 3)
-    m = atom_weights.to(dev, torch.float32)[owner]  # (K, N)
-    m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)  # mean over real atoms
+    mode = choose_gradient(sampler, gradient)
+    m = atom_weights.to(dev, torch.float32)
+    m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)  # (B, N): mean over real atoms
+    if mode == "fused":  # placements index the candidates' arrays: no (K, N, 3) copy
+        step = _fused_step(sampler, coords, m, owner)
+    else:
+        x = coords.to(dev, torch.float32)[owner]  # (K, N, 3)
+        m = m[owner]  # (K, N)
+        step = _step_function(sampler, x, m, mode)
     rot = rot0.to(dev, torch.float32).clone()
     t = trans0.to(dev, torch.float32).clone()
     lr_rot = lr_rot.to(dev, torch.float32)[:, None]
-    step = _step_function(sampler, x, m, gradient)
     # Adam on (t, w) in the tangent space at the current pose (w is reset to 0 each step)
     b1, b2, eps = 0.9, 0.999, 1e-8
     m_t = torch.zeros_like(t)
@@ -223,9 +231,45 @@ def optimise_placements(
         w = -(frac / c1) * lr_rot * m_w / ((v_w / c2).sqrt() + eps)
         rot = rotvec_to_matrix(w) @ rot
     with torch.no_grad():
-        final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
+        if mode == "fused":
+            final = step(rot, t)[0]
+        else:
+            final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
     return PoseBatch(rot.cpu().numpy().astype(np.float64), t.cpu().numpy().astype(np.float64),
                      final.cpu().numpy())
+
+
+def choose_gradient(sampler: VolumeSampler, gradient: str = "auto") -> str:
+    """The gradient mode ``"auto"`` stands for: ``"fused"`` for a CPU volume with gradient
+    channels, ``"analytic"`` otherwise (CUDA runs the torch operations)."""
+    if gradient != "auto":
+        return gradient
+    fused = sampler.device.type == "cpu" and sampler.volume.shape[1] == 4
+    return "fused" if fused else "analytic"
+
+
+def _fused_step(sampler: VolumeSampler, coords: torch.Tensor, m: torch.Tensor,
+                owner: torch.Tensor):
+    """As :func:`_analytic_step` with the compiled kernel: ``coords`` ``(B, N, 3)`` and ``m``
+    ``(B, N)`` per candidate, ``owner`` ``(K,)``; every call also returns the loss."""
+    from .kernels import rigid_body_gradients
+
+    if sampler.device.type != "cpu" or sampler.volume.shape[1] != 4:
+        raise ValueError("the fused kernel needs a CPU VolumeSampler(with_gradient=True)")
+    volume = np.ascontiguousarray(sampler.volume[0].permute(1, 2, 3, 0).numpy())  # a view
+    x = np.ascontiguousarray(coords.detach().to("cpu", torch.float32).numpy())
+    weights = np.ascontiguousarray(m.numpy())
+    own = np.ascontiguousarray(owner.to("cpu", torch.int64).numpy())
+    origin = sampler.origin.numpy()
+    threads = torch.get_num_threads()
+
+    def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
+        loss, grad_t, grad_w = rigid_body_gradients(
+            volume, x, own, weights, np.ascontiguousarray(rot.numpy()),
+            np.ascontiguousarray(t.numpy()), origin, sampler.voxel_size, threads)
+        return torch.from_numpy(loss), torch.from_numpy(grad_t), torch.from_numpy(grad_w)
+
+    return step
 
 
 def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gradient: str):

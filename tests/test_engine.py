@@ -192,3 +192,38 @@ def test_analytic_gradient_agrees_with_autograd(device):
 
     assert cosine(fa, fb).median() > 0.9 and cosine(ta, tb).median() > 0.8
     assert (cosine(fa, fb) > 0.5).float().mean() > 0.9
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fused_kernel_matches_the_torch_step(threads):
+    """The compiled CPU kernel gives the torch step's loss, force and torque (to float32
+    rounding) for placements of several candidates of different sizes (zero-padded), inside
+    the map and partly beyond its border, whatever the threads."""
+    from difffit_screen.optimise import VolumeSampler, _analytic_step, _fused_step
+
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    sampler = VolumeSampler(prep.loss_volume, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(1)
+    sizes = [300, 120, 57]
+    coords = torch.zeros(3, 300, 3)
+    weights = torch.zeros(3, 300)
+    for b, n in enumerate(sizes):
+        coords[b, :n] = torch.randn(n, 3, generator=gen) * 10
+        weights[b, :n] = 1.0
+    m = weights / weights.sum(-1, keepdim=True)
+    k = 90
+    owner = torch.arange(k) % 3
+    rot = rotvec_to_matrix(torch.randn(k, 3, generator=gen))
+    centre = prep.raw.origin + prep.raw.shape_xyz * prep.raw.voxel_size / 2
+    t = torch.as_tensor(centre, dtype=torch.float32) + torch.randn(k, 3, generator=gen) * 25
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        lf, ff, tf = _fused_step(sampler, coords, m, owner)(rot, t)
+    finally:
+        torch.set_num_threads(previous)
+    la, fa, ta = _analytic_step(sampler, coords[owner], m[owner])(rot, t)
+    assert (la > 0).any()  # some placements reach the negative outside (border) values
+    torch.testing.assert_close(lf, la, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ff, fa, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(tf, ta, rtol=1e-4, atol=1e-5)
