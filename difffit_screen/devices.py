@@ -10,15 +10,20 @@
 
 :func:`describe_device` records what the device is (GPU model and memory, torch, CUDA and cuDNN
 versions, CPU threads) for ``run.json``; :func:`format_device` is its one-line form for logs.
+
+torch is imported only where CUDA may exist (an NVIDIA or WSL GPU device node on Linux; any
+machine but a Mac elsewhere) or once it is loaded: a CPU run searches with the compiled kernel
+of :mod:`difffit_screen.kernels` and never pays torch's 1.5-2 s import.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
-
-import torch
 
 from .errors import InputError
 
@@ -28,6 +33,85 @@ GPU_ENV_VARS = ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS", "SLURM_GPUS_ON_NODE")
 
 class DeviceError(InputError):
     """A device that cannot be used here; the message is one line (the CLI exits 2)."""
+
+
+@dataclass(frozen=True)
+class Device:
+    """A compute device: ``type`` ``"cpu"`` or ``"cuda"``, ``index`` the GPU (None: current).
+
+    ``str(device)`` is torch's name for it (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    """
+
+    type: str
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.type if self.index is None else f"{self.type}:{self.index}"
+
+    def as_torch(self):
+        """The ``torch.device`` (imports torch)."""
+        import torch
+
+        return torch.device(str(self))
+
+
+CPU = Device("cpu")
+
+
+def as_device(device) -> Device:
+    """A :class:`Device` from a ``Device``, a ``torch.device`` or a name (``"cpu"``,
+    ``"cuda:0"``); no check that it exists (see :func:`resolve_device`)."""
+    if isinstance(device, Device):
+        return device
+    name = str(device).strip().lower()
+    match = re.fullmatch(r"(cpu|cuda)(?::(\d+))?", name)
+    if not match:
+        raise DeviceError(f"--device {device}: not a device (auto, cpu, cuda or cuda:N)")
+    return Device(match.group(1), int(match.group(2)) if match.group(2) else None)
+
+
+def cuda_possible() -> bool:
+    """False where this machine certainly has no CUDA device (a Mac; Linux without an NVIDIA
+    or WSL GPU device node), so that choosing the CPU needs no torch import."""
+    if sys.platform == "darwin":
+        return False
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/dxg"))
+    return True
+
+
+def cpu_threads() -> int:
+    """Threads for the CPU search: torch's intra-op threads once torch is loaded, else
+    ``OMP_NUM_THREADS`` when set, else the CPUs this process may run on."""
+    if "torch" in sys.modules:
+        return int(sys.modules["torch"].get_num_threads())
+    try:
+        value = int(os.environ.get("OMP_NUM_THREADS", "0"))
+    except ValueError:
+        value = 0
+    if value > 0:
+        return value
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def torch_build() -> tuple[str, str | None]:
+    """torch's version and the CUDA version it was built with (None for a CPU build), read
+    from the installed files when torch is not loaded."""
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        return torch.__version__, torch.version.cuda
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution("torch")
+        text = dist.locate_file("torch/version.py").read_text()
+    except (metadata.PackageNotFoundError, OSError):
+        return "not installed", None
+    cuda = re.search(r"^cuda\b[^=]*=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return dist.version, cuda.group(1) if cuda else None
 
 
 def read_scheduler_gpus(env: Mapping[str, str] | None = None) -> str | None:
@@ -51,14 +135,23 @@ def read_scheduler_gpus(env: Mapping[str, str] | None = None) -> str | None:
 
 def describe_cuda_absence() -> str:
     """Why torch cannot use CUDA here, in a few words."""
-    if torch.version.cuda is None:
-        return f"torch {torch.__version__} is a CPU build (no CUDA)"
-    return (f"torch {torch.__version__} (CUDA {torch.version.cuda}) finds no usable GPU "
+    version, cuda = torch_build()
+    if cuda is None:
+        return f"torch {version} is a CPU build (no CUDA)"
+    return (f"torch {version} (CUDA {cuda}) finds no usable GPU "
             "(no driver, or no GPU visible to this process)")
 
 
-def resolve_device(device: str = "auto", env: Mapping[str, str] | None = None) -> torch.device:
-    """Return the torch device for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+def _cuda_available() -> bool:
+    if not cuda_possible():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve_device(device: str = "auto", env: Mapping[str, str] | None = None) -> Device:
+    """Return the :class:`Device` for ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
 
     Raises
     ------
@@ -69,32 +162,27 @@ def resolve_device(device: str = "auto", env: Mapping[str, str] | None = None) -
     name = str(device).strip().lower()
     gpus = read_scheduler_gpus(env)
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
+        if (gpus or cuda_possible()) and _cuda_available():
+            return Device("cuda")
         if gpus:
             raise DeviceError(f"this job was given a GPU ({gpus}) but {describe_cuda_absence()}; "
                               "install a CUDA build of torch (README: installation on a GPU "
                               "cluster) or pass --device cpu")
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
+        return CPU
+    dev = as_device(name if name != "auto" else "cpu")
+    if dev.type == "cuda":
+        if not _cuda_available():
             raise DeviceError(f"--device {device}: {describe_cuda_absence()}; install a CUDA "
                               "build of torch (README: installation on a GPU cluster) or pass "
                               "--device cpu")
-        try:
-            dev = torch.device(name)
-        except RuntimeError:
-            raise DeviceError(f"--device {device}: not a device (auto, cpu, cuda or cuda:N)") \
-                from None
+        import torch
+
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise DeviceError(f"--device {device}: only {torch.cuda.device_count()} GPU(s) here")
-        return dev
-    if name == "cpu":
-        return torch.device("cpu")
-    raise DeviceError(f"--device {device}: not a device (auto, cpu, cuda or cuda:N)")
+    return dev
 
 
-def describe_device(device: torch.device | str, requested: str | None = None,
+def describe_device(device: Device | str, requested: str | None = None,
                     env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """What ``device`` is: a record for ``run.json``.
 
@@ -104,16 +192,19 @@ def describe_device(device: torch.device | str, requested: str | None = None,
         ``device`` (e.g. ``"cuda:0"``, ``"cpu"``), ``requested`` (the ``--device`` value),
         ``gpu_model``, ``gpu_memory_gib`` and ``gpu_count`` (None on the CPU), ``torch``,
         ``cuda`` (the CUDA version torch was built with, None for a CPU build), ``cudnn``,
-        ``cpu_threads`` (torch's intra-op threads) and ``scheduler_gpus`` (see
+        ``cpu_threads`` (:func:`cpu_threads`) and ``scheduler_gpus`` (see
         :func:`read_scheduler_gpus`).
     """
-    dev = torch.device(device)
+    dev = as_device(device)
+    version, cuda = torch_build()
     info: dict[str, Any] = {"device": str(dev), "requested": requested, "gpu_model": None,
                             "gpu_memory_gib": None, "gpu_count": None,
-                            "torch": torch.__version__, "cuda": torch.version.cuda,
-                            "cudnn": None, "cpu_threads": torch.get_num_threads(),
+                            "torch": version, "cuda": cuda,
+                            "cudnn": None, "cpu_threads": cpu_threads(),
                             "scheduler_gpus": read_scheduler_gpus(env)}
     if dev.type == "cuda":
+        import torch
+
         index = dev.index if dev.index is not None else torch.cuda.current_device()
         props = torch.cuda.get_device_properties(index)
         info.update(device=f"cuda:{index}", gpu_model=props.name,
@@ -138,10 +229,12 @@ def format_device(info: Mapping[str, Any]) -> str:
     return line
 
 
-def label_device(device: torch.device | str) -> str:
+def label_device(device: Device | str) -> str:
     """Short name of a device for progress lines: ``cuda:0 (NVIDIA H100)`` or ``cpu``."""
-    dev = torch.device(device)
+    dev = as_device(device)
     if dev.type != "cuda":
         return str(dev)
+    import torch
+
     index = dev.index if dev.index is not None else torch.cuda.current_device()
     return f"cuda:{index} ({torch.cuda.get_device_name(index)})"

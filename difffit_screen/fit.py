@@ -41,12 +41,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import torch
 from scipy.spatial.transform import Rotation
 
 from .annotations import row_annotation
 from .cluster import cluster_poses
-from .devices import describe_device, format_device, label_device
+from .devices import Device, describe_device, format_device, label_device
 from .domains.plddt import confident_fraction
 from .errors import InputError
 from .maps import (
@@ -223,28 +222,28 @@ def _search_batch(batch: list[_Prepared], sampler: VolumeSampler, starts_pos: np
                   starts_rot: np.ndarray, params: FitParams) -> list:
     """Optimise every start placement of every candidate in ``batch``; returns PoseBatch each."""
     n_max = max(len(c.search) for c in batch)
-    coords = torch.zeros(len(batch), n_max, 3)
-    weights = torch.zeros(len(batch), n_max)
+    coords = np.zeros((len(batch), n_max, 3), np.float32)
+    weights = np.zeros((len(batch), n_max), np.float32)
     for b, c in enumerate(batch):
-        coords[b, : len(c.search)] = torch.as_tensor(c.search, dtype=torch.float32)
+        coords[b, : len(c.search)] = c.search
         weights[b, : len(c.search)] = 1.0
     n_pos, n_rot = len(starts_pos), len(starts_rot)
     per = n_pos * n_rot
-    rot0 = torch.as_tensor(np.tile(starts_rot, (n_pos, 1, 1)), dtype=torch.float32)
-    trans0 = torch.as_tensor(np.repeat(starts_pos, n_rot, axis=0), dtype=torch.float32)
+    rot0 = np.tile(starts_rot, (n_pos, 1, 1)).astype(np.float32)
+    trans0 = np.repeat(starts_pos, n_rot, axis=0).astype(np.float32)
     total = per * len(batch)
     chunk = max(1, params.max_samples // n_max)
     results: list[list] = [[] for _ in batch]
+    rg = np.array([c.rg for c in batch])
     for lo in range(0, total, chunk):
-        k = torch.arange(lo, min(total, lo + chunk))
+        k = np.arange(lo, min(total, lo + chunk))
         owner = k // per
         local = k % per
-        lr_rot = torch.tensor([params.lr_trans / batch[int(o)].rg for o in owner.tolist()])
+        lr_rot = (params.lr_trans / rg[owner]).astype(np.float32)
         out = optimise_placements(sampler, coords, weights, owner, rot0[local], trans0[local],
                                   params.iterations, params.lr_trans, lr_rot)
-        own = owner.numpy()
-        for b in np.unique(own):
-            sel = own == b
+        for b in np.unique(owner):
+            sel = owner == b
             results[b].append((out.rot[sel], out.trans[sel], out.loss[sel]))
     merged = []
     for parts in results:
@@ -257,14 +256,14 @@ def _refine(cand: _Prepared, sampler: VolumeSampler, rot: np.ndarray, trans: np.
     """Refine ``(K, 3, 3)``/``(K, 3)`` poses with all fitted atoms on the unsmoothed map."""
     if params.refine_iterations <= 0 or len(rot) == 0:
         return rot, trans
-    coords = torch.as_tensor(cand.centred, dtype=torch.float32)[None]
-    weights = torch.ones(1, len(cand.centred))
+    coords = np.asarray(cand.centred, np.float32)[None]
+    weights = np.ones((1, len(cand.centred)), np.float32)
     k = len(rot)
     out = optimise_placements(
-        sampler, coords, weights, torch.zeros(k, dtype=torch.long),
-        torch.as_tensor(rot, dtype=torch.float32), torch.as_tensor(trans, dtype=torch.float32),
+        sampler, coords, weights, np.zeros(k, np.int64),
+        np.asarray(rot, np.float32), np.asarray(trans, np.float32),
         params.refine_iterations, params.refine_lr,
-        torch.full((k,), params.refine_lr / cand.rg), final_lr_fraction=0.02)
+        np.full(k, params.refine_lr / cand.rg, np.float32), final_lr_fraction=0.02)
     return out.rot, out.trans
 
 
@@ -352,7 +351,7 @@ class _Batcher:
     MAX_QUEUED = 2
     """Batches waiting for the worker before the search waits for it (bounds memory)."""
 
-    def __init__(self, prep: PreparedMap, params: FitParams, device: torch.device,
+    def __init__(self, prep: PreparedMap, params: FitParams, device: Device,
                  outcome: FitOutcome, bar):
         self.prep, self.params, self.outcome, self.bar = prep, params, outcome, bar
         self.sampler = VolumeSampler(prep.loss_volume, device)

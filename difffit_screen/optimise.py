@@ -20,24 +20,31 @@ Two ways to get the gradient, with the same loss and the same Adam:
   trilinear interpolant, piecewise constant within a voxel).
 
 Sampling uses ``torch.nn.functional.grid_sample`` with ``align_corners=True`` and the correct
-normalisation ``2 * (x - origin) / ((n - 1) * voxel) - 1`` (voxel centres at ±1).
+normalisation ``2 * (x - origin) / ((n - 1) * voxel) - 1`` (voxel centres at ±1). On the CPU
+the analytic gradient is computed by the fused kernel of :mod:`difffit_screen.kernels` (the
+same trilinear interpolation) and the Adam loop runs in numpy: a CPU run never imports torch.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
+from .devices import Device, as_device, cpu_threads
 from .maps import DensityMap
 
+if TYPE_CHECKING:
+    import torch
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """Return the torch device for ``"auto"``, ``"cpu"``, ``"cuda"`` (see
-    :func:`difffit_screen.devices.resolve_device`: CUDA asked for and absent is an error)."""
+
+def resolve_device(device: str = "auto") -> Device:
+    """Return the :class:`~difffit_screen.devices.Device` for ``"auto"``, ``"cpu"``, ``"cuda"``
+    (see :func:`difffit_screen.devices.resolve_device`: CUDA asked for and absent is an
+    error)."""
     from .devices import resolve_device as resolve
 
     return resolve(device)
@@ -50,42 +57,71 @@ class VolumeSampler:
     ----------
     volume : DensityMap
         Values ``(nz, ny, nx)``; ``origin``/``voxel_size`` ``[x, y, z]`` in Å.
-    device : torch.device
+    device : Device or str or torch.device
         Where the volume lives.
+
+    Attributes
+    ----------
+    array : np.ndarray
+        ``(nz, ny, nx, C)`` float32, C-contiguous: the value and (``with_gradient``) its
+        gradient ``[d/dx, d/dy, d/dz]`` per Å, a voxel's channels side by side (what the fused
+        CPU kernel reads).
+    volume : torch.Tensor
+        ``(1, C, nz, ny, nx)`` for ``grid_sample``, made on first use (on the CPU a
+        channels-last view of ``array``: one cache line per corner, 1.8-2.5x faster sampling).
 
     Notes
     -----
     Points outside the grid take the value of the nearest border voxel (``padding_mode="border"``);
     prepared volumes carry a padded margin of the negative value, so outside is penalised.
-    On the CPU the ``(1, C, nz, ny, nx)`` volume is stored channels-last (a voxel's value and
-    gradient channels side by side), so ``grid_sample`` reads one cache line per corner
-    instead of ``C``: 1.8-2.5x faster sampling, bit-identical values.
     """
 
-    def __init__(self, volume: DensityMap, device: torch.device, padding: str = "border",
-                 with_gradient: bool = True):
-        self.device = device
+    def __init__(self, volume: DensityMap, device: Device | str | Any = "cpu",
+                 padding: str = "border", with_gradient: bool = True):
+        self.device = as_device(device)
         self.padding = padding
         channels = [volume.data]
         if with_gradient:  # d/dx, d/dy, d/dz in value per Å (central differences)
             gz, gy, gx = np.gradient(volume.data.astype(np.float64), *volume.voxel_size[::-1])
             channels += [gx, gy, gz]
-        stacked = np.stack(channels).astype(np.float32)
-        self.volume = torch.as_tensor(stacked, device=device)[None]
-        if device.type == "cpu":  # a voxel's channels side by side: one cache line per corner
-            self.volume = self.volume.contiguous(memory_format=torch.channels_last_3d)
-        self.value_volume = self.volume[:, :1]
+        self.array = np.ascontiguousarray(np.stack(channels, axis=-1).astype(np.float32))
+        self.channels = len(channels)
+        self.origin_xyz = np.asarray(volume.origin, dtype=np.float32)
         self.voxel_size = np.asarray(volume.voxel_size, dtype=np.float32)
-        dims_xyz = torch.tensor(volume.data.shape[::-1], dtype=torch.float32, device=device)
-        self.origin = torch.as_tensor(volume.origin, dtype=torch.float32, device=device)
-        self.scale = 2.0 / ((dims_xyz - 1.0) * torch.as_tensor(volume.voxel_size,
-                                                               dtype=torch.float32,
-                                                               device=device))
+
+    @cached_property
+    def volume(self) -> torch.Tensor:
+        import torch
+
+        if self.device.type == "cpu":  # channels-last view, no copy
+            return torch.from_numpy(self.array).permute(3, 0, 1, 2)[None]
+        return torch.as_tensor(np.moveaxis(self.array, -1, 0)[None].copy(),
+                               device=self.device.as_torch())
+
+    @cached_property
+    def value_volume(self) -> torch.Tensor:
+        return self.volume[:, :1]
+
+    @cached_property
+    def origin(self) -> torch.Tensor:
+        import torch
+
+        return torch.as_tensor(self.origin_xyz, device=self.device.as_torch())
+
+    @cached_property
+    def scale(self) -> torch.Tensor:
+        import torch
+
+        dims_xyz = np.array(self.array.shape[:3][::-1], dtype=np.float32)
+        scale = 2.0 / ((dims_xyz - 1.0) * self.voxel_size)
+        return torch.as_tensor(scale.astype(np.float32), device=self.device.as_torch())
 
     def __call__(self, xyz: torch.Tensor) -> torch.Tensor:
         """Sample at ``(K, N, 3)`` world coordinates (any float dtype and device); returns
         ``(K, N)`` float32 values on the sampler's device."""
-        xyz = xyz.to(self.device, torch.float32)
+        import torch
+
+        xyz = torch.as_tensor(xyz).to(self.device.as_torch(), torch.float32)
         return self._sample((xyz - self.origin) * self.scale - 1.0)
 
     def sample_posed(self, x: torch.Tensor, rot: torch.Tensor, trans: torch.Tensor) -> torch.Tensor:
@@ -94,6 +130,8 @@ class VolumeSampler:
         The grid normalisation is folded into the rigid transform, so the only work on the
         ``(K, N, 3)`` coordinates is one batched matrix product (and its backward).
         """
+        import torch
+
         a = rot.transpose(1, 2) * self.scale  # scales the output (x, y, z) columns
         b = ((trans - self.origin) * self.scale - 1.0)[:, None, :]
         return self._sample(torch.baddbmm(b, x, a))
@@ -104,6 +142,9 @@ class VolumeSampler:
 
         Channel 0 is the value, channels 1-3 its gradient ``[d/dx, d/dy, d/dz]`` per Å.
         """
+        import torch
+        import torch.nn.functional as F
+
         a = rot.transpose(1, 2) * self.scale
         b = ((trans - self.origin) * self.scale - 1.0)[:, None, :]
         grid = torch.baddbmm(b, x, a)
@@ -112,23 +153,31 @@ class VolumeSampler:
         return out[0, :, :, :, 0]
 
     def _sample(self, grid: torch.Tensor) -> torch.Tensor:
+        import torch.nn.functional as F
+
         out = F.grid_sample(self.value_volume, grid[None, :, :, None, :], mode="bilinear",
                             padding_mode=self.padding, align_corners=True)
         return out[0, 0, :, :, 0]
 
 
-def rotvec_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    """Rodrigues' formula: ``(..., 3)`` rotation vectors (radians) to ``(..., 3, 3)`` matrices."""
-    theta2 = (w * w).sum(-1, keepdim=True)[..., None]  # (..., 1, 1)
+def rotvec_to_matrix(w):
+    """Rodrigues' formula: ``(..., 3)`` rotation vectors (radians) to ``(..., 3, 3)`` matrices;
+    ``w`` a numpy array or a torch tensor (the result is of the same kind, dtype and device)."""
+    if isinstance(w, np.ndarray):
+        xp, eye = np, np.eye(3, dtype=w.dtype)
+    else:
+        import torch
+
+        xp, eye = torch, torch.eye(3, dtype=w.dtype, device=w.device)
+    theta2 = (w * w).sum(-1)[..., None, None]  # (..., 1, 1)
     small = theta2 < 1e-8
-    theta = torch.sqrt(torch.where(small, torch.ones_like(theta2), theta2))
-    a = torch.where(small, 1.0 - theta2 / 6.0, torch.sin(theta) / theta)
-    b = torch.where(small, 0.5 - theta2 / 24.0, (1.0 - torch.cos(theta)) / (theta * theta))
-    zero = torch.zeros_like(w[..., 0])
-    k = torch.stack([zero, -w[..., 2], w[..., 1],
-                     w[..., 2], zero, -w[..., 0],
-                     -w[..., 1], w[..., 0], zero], dim=-1).reshape(*w.shape[:-1], 3, 3)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(k)
+    theta = xp.sqrt(xp.where(small, xp.ones_like(theta2), theta2))
+    a = xp.where(small, 1.0 - theta2 / 6.0, xp.sin(theta) / theta)
+    b = xp.where(small, 0.5 - theta2 / 24.0, (1.0 - xp.cos(theta)) / (theta * theta))
+    zero = xp.zeros_like(w[..., 0])
+    k = xp.stack([zero, -w[..., 2], w[..., 1],
+                  w[..., 2], zero, -w[..., 0],
+                  -w[..., 1], w[..., 0], zero], -1).reshape(*w.shape[:-1], 3, 3)
     return eye + a * k + b * (k @ k)
 
 
@@ -153,39 +202,42 @@ class PoseBatch:
 
 def optimise_placements(
     sampler: VolumeSampler,
-    coords: torch.Tensor,
-    atom_weights: torch.Tensor,
-    owner: torch.Tensor,
-    rot0: torch.Tensor,
-    trans0: torch.Tensor,
+    coords,
+    atom_weights,
+    owner,
+    rot0,
+    trans0,
     iterations: int,
     lr_trans: float,
-    lr_rot: torch.Tensor,
+    lr_rot,
     final_lr_fraction: float = 0.05,
     gradient: str = "auto",
 ) -> PoseBatch:
     """Optimise ``K`` placements of ``B`` candidates together with Adam.
 
+    Array arguments are numpy arrays or torch tensors (any float dtype; the optimisation runs
+    in float32: numpy on the CPU with the fused kernel, torch on the sampler's device
+    otherwise).
+
     Parameters
     ----------
     sampler : VolumeSampler
         The loss volume.
-    coords : torch.Tensor
-        ``(B, N, 3)`` centred coordinates of each candidate, zero-padded to ``N`` atoms (any
-        float dtype; the optimisation runs in float32 on the sampler's device).
-    atom_weights : torch.Tensor
+    coords : array
+        ``(B, N, 3)`` centred coordinates of each candidate, zero-padded to ``N`` atoms.
+    atom_weights : array
         ``(B, N)`` weights (1 for real atoms, 0 for padding).
-    owner : torch.Tensor
-        ``(K,)`` long, the candidate of each placement.
-    rot0 : torch.Tensor
+    owner : array
+        ``(K,)`` integer, the candidate of each placement.
+    rot0 : array
         ``(K, 3, 3)`` start rotations.
-    trans0 : torch.Tensor
+    trans0 : array
         ``(K, 3)`` start centroid positions, Å.
     iterations : int
         Adam steps.
     lr_trans : float
         Translation step in Å.
-    lr_rot : torch.Tensor
+    lr_rot : array
         ``(K,)`` rotation step in radians (per placement: ``lr_trans / radius of gyration``).
     final_lr_fraction : float
         The step sizes decay (cosine) to this fraction of their start value.
@@ -199,44 +251,64 @@ def optimise_placements(
     PoseBatch
         Final poses and losses (losses evaluated at the final poses).
     """
-    dev = sampler.device
     mode = choose_gradient(sampler, gradient)
-    m = atom_weights.to(dev, torch.float32)
-    m = m / m.sum(-1, keepdim=True).clamp_min(1e-6)  # (B, N): mean over real atoms
-    if mode == "fused":  # placements index the candidates' arrays: no (K, N, 3) copy
-        step = _fused_step(sampler, coords, m, owner)
+    if mode == "fused":  # numpy; placements index the candidates' arrays: no (K, N, 3) copy
+        xp, arr = np, _as_numpy32
+        m = arr(atom_weights)
+        m = m / np.maximum(m.sum(-1, keepdims=True), 1e-6)  # (B, N): mean over real atoms
+        step = _fused_step(sampler, arr(coords), m, np.asarray(_as_numpy(owner), np.int64))
     else:
-        x = coords.to(dev, torch.float32)[owner]  # (K, N, 3)
-        m = m[owner]  # (K, N)
+        import torch
+
+        xp = torch
+        dev = sampler.device.as_torch()
+
+        def arr(a):
+            return torch.as_tensor(a).to(dev, torch.float32)
+
+        own = torch.as_tensor(owner).to(dev, torch.long)
+        m = arr(atom_weights)
+        m = (m / m.sum(-1, keepdim=True).clamp_min(1e-6))[own]  # (K, N)
+        x = arr(coords)[own]  # (K, N, 3)
         step = _step_function(sampler, x, m, mode)
-    rot = rot0.to(dev, torch.float32).clone()
-    t = trans0.to(dev, torch.float32).clone()
-    lr_rot = lr_rot.to(dev, torch.float32)[:, None]
+    rot = arr(rot0) + 0  # float32 copies
+    t = arr(trans0) + 0
+    lr_rot = arr(lr_rot)[:, None]
     # Adam on (t, w) in the tangent space at the current pose (w is reset to 0 each step)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    m_t = torch.zeros_like(t)
-    v_t = torch.zeros_like(t)
-    m_w = torch.zeros_like(t)
-    v_w = torch.zeros_like(t)
+    m_t, v_t, m_w, v_w = (xp.zeros_like(t) for _ in range(4))
     for it in range(iterations):
         frac = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (
             1 + math.cos(math.pi * it / max(iterations - 1, 1)))
         _, g_t, g_w = step(rot, t, with_loss=False)
-        m_t.mul_(b1).add_(g_t, alpha=1 - b1)
-        v_t.mul_(b2).addcmul_(g_t, g_t, value=1 - b2)
-        m_w.mul_(b1).add_(g_w, alpha=1 - b1)
-        v_w.mul_(b2).addcmul_(g_w, g_w, value=1 - b2)
+        m_t = b1 * m_t + (1 - b1) * g_t
+        v_t = b2 * v_t + (1 - b2) * (g_t * g_t)
+        m_w = b1 * m_w + (1 - b1) * g_w
+        v_w = b2 * v_w + (1 - b2) * (g_w * g_w)
         c1, c2 = 1 - b1 ** (it + 1), 1 - b2 ** (it + 1)
-        t = t - (lr_trans * frac / c1) * m_t / ((v_t / c2).sqrt() + eps)
-        w = -(frac / c1) * lr_rot * m_w / ((v_w / c2).sqrt() + eps)
+        t = t - (lr_trans * frac / c1) * m_t / (xp.sqrt(v_t / c2) + eps)
+        w = -(frac / c1) * lr_rot * m_w / (xp.sqrt(v_w / c2) + eps)
         rot = rotvec_to_matrix(w) @ rot
-    with torch.no_grad():
-        if mode == "fused":
-            final = step(rot, t)[0]
-        else:
+    if mode == "fused":
+        final = step(rot, t)[0]
+    else:
+        with torch.no_grad():
             final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
-    return PoseBatch(rot.cpu().numpy().astype(np.float64), t.cpu().numpy().astype(np.float64),
-                     final.cpu().numpy())
+    return PoseBatch(_as_numpy(rot).astype(np.float64), _as_numpy(t).astype(np.float64),
+                     _as_numpy(final))
+
+
+def _as_numpy(a) -> np.ndarray:
+    """A numpy array of ``a`` (a numpy array, a torch tensor on any device, or a sequence)."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "detach"):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
+def _as_numpy32(a) -> np.ndarray:
+    return np.ascontiguousarray(_as_numpy(a), dtype=np.float32)
 
 
 def choose_gradient(sampler: VolumeSampler, gradient: str = "auto") -> str:
@@ -244,30 +316,26 @@ def choose_gradient(sampler: VolumeSampler, gradient: str = "auto") -> str:
     channels, ``"analytic"`` otherwise (CUDA runs the torch operations)."""
     if gradient != "auto":
         return gradient
-    fused = sampler.device.type == "cpu" and sampler.volume.shape[1] == 4
-    return "fused" if fused else "analytic"
+    return "fused" if sampler.device.type == "cpu" and sampler.channels == 4 else "analytic"
 
 
-def _fused_step(sampler: VolumeSampler, coords: torch.Tensor, m: torch.Tensor,
-                owner: torch.Tensor):
-    """As :func:`_analytic_step` with the compiled kernel: ``coords`` ``(B, N, 3)`` and ``m``
-    ``(B, N)`` per candidate, ``owner`` ``(K,)``; every call also returns the loss."""
+def _fused_step(sampler: VolumeSampler, x: np.ndarray, m: np.ndarray, owner: np.ndarray):
+    """As :func:`_analytic_step` with the compiled kernel, in numpy: ``x`` ``(B, N, 3)`` and
+    ``m`` ``(B, N)`` float32 per candidate, ``owner`` ``(K,)`` int64; ``step(rot, t)`` takes
+    ``(K, 3, 3)``/``(K, 3)`` float32 arrays and also returns the loss."""
     from .kernels import rigid_body_gradients
 
-    if sampler.device.type != "cpu" or sampler.volume.shape[1] != 4:
+    if sampler.device.type != "cpu" or sampler.channels != 4:
         raise ValueError("the fused kernel needs a CPU VolumeSampler(with_gradient=True)")
-    volume = np.ascontiguousarray(sampler.volume[0].permute(1, 2, 3, 0).numpy())  # a view
-    x = np.ascontiguousarray(coords.detach().to("cpu", torch.float32).numpy())
-    weights = np.ascontiguousarray(m.numpy())
-    own = np.ascontiguousarray(owner.to("cpu", torch.int64).numpy())
-    origin = sampler.origin.numpy()
-    threads = torch.get_num_threads()
+    x, m = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(m, np.float32)
+    owner = np.ascontiguousarray(owner, np.int64)
+    threads = cpu_threads()
 
-    def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
-        loss, grad_t, grad_w = rigid_body_gradients(
-            volume, x, own, weights, np.ascontiguousarray(rot.numpy()),
-            np.ascontiguousarray(t.numpy()), origin, sampler.voxel_size, threads)
-        return torch.from_numpy(loss), torch.from_numpy(grad_t), torch.from_numpy(grad_w)
+    def step(rot: np.ndarray, t: np.ndarray, with_loss: bool = True):
+        return rigid_body_gradients(sampler.array, x, owner, m,
+                                    np.ascontiguousarray(rot, np.float32),
+                                    np.ascontiguousarray(t, np.float32), sampler.origin_xyz,
+                                    sampler.voxel_size, threads)
 
     return step
 
@@ -279,7 +347,7 @@ def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gra
     if gradient == "autograd":
         return _autograd_step(sampler, x, m)
     if gradient == "analytic":
-        if sampler.volume.shape[1] < 4:
+        if sampler.channels < 4:
             raise ValueError("analytic gradients need a VolumeSampler(with_gradient=True)")
         return _analytic_step(sampler, x, m)
     raise ValueError(f"unknown gradient mode {gradient!r}")
@@ -287,6 +355,7 @@ def _step_function(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor, gra
 
 def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
     """Loss ``(K,)`` and its gradients w.r.t. translation and left rotation, ``(K, 3)`` each."""
+    import torch
 
     def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
         out = sampler.sample_posed_with_gradient(x, rot, t)  # (4, K, N)
@@ -304,6 +373,7 @@ def _analytic_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
 
 def _autograd_step(sampler: VolumeSampler, x: torch.Tensor, m: torch.Tensor):
     """As :func:`_analytic_step`, differentiating through ``grid_sample`` with autograd."""
+    import torch
 
     def step(rot: torch.Tensor, t: torch.Tensor, with_loss: bool = True):
         t = t.detach().requires_grad_(True)

@@ -464,7 +464,7 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
     location, local_scale, size_var, width = locate_by_size(y, log_size, in_null, size_var)
     resid = y - location
     _, scale = fit_central_normal(resid[in_null])
-    spread = np.maximum(np.maximum(local_scale, scale), SCALE_FLOOR)
+    spread = combine_spread(local_scale, scale)
     z = resid / spread
     p = np.where(eligible, np.maximum(gumbel_sf(z), floor), 1.0)
     return NullModel("size-windowed-gumbel" if size_var else "central-gumbel", n_null, size_var,
@@ -472,6 +472,12 @@ def fit_null_model(ranking: pa.Table) -> NullModel:
                      log_size=log_size,
                      location=location, spread=spread, zscore=z, pvalue=p, qvalue=adjust_bh(p),
                      in_null=in_null, eligible=eligible, p_floor=floor)
+
+
+def combine_spread(local_scale: np.ndarray, library_scale: float) -> np.ndarray:
+    """Each candidate's spread from its window's robust scale ``(N,)`` and the library's
+    central-normal scale: the larger, and at least :data:`SCALE_FLOOR`."""
+    return np.maximum(np.maximum(local_scale, library_scale), SCALE_FLOOR)
 
 
 def locate_by_size(y: np.ndarray, log_size: np.ndarray, in_null: np.ndarray,

@@ -84,6 +84,21 @@ def test_fit_records_and_logs_its_device(tmp_path, device):
     assert "progress 2/2 candidates (100%)" in progress[-1] and "ETA" in progress[-1]
 
 
+@pytest.mark.skipif(devices.cuda_possible(), reason="a GPU machine imports torch to look")
+def test_a_cpu_fit_never_imports_torch(tmp_path):
+    """On a machine without CUDA, ``fit`` (auto device) searches with the compiled kernel and
+    records torch's version from its files: torch's 1.5-2 s import is never paid."""
+    code = ("import sys\nfrom difffit_screen.cli import main\n"
+            f"code = main(['fit', '--map', {str(DEMO / 'density2.mrc')!r}, '--out', "
+            f"{str(tmp_path / 'fit')!r}, *{TINY!r}, {str(DEMO / 'I7MLV6_D3.pdb')!r}])\n"
+            "print(code, 'torch' in sys.modules, file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.stderr.splitlines()[-1] == "0 False", proc.stderr
+    info = json.loads((tmp_path / "fit" / "run.json").read_text())["device"]
+    assert info["device"] == "cpu" and info["torch"] == torch.__version__
+    assert info["cuda"] == torch.version.cuda
+
+
 def test_progress_reporter_every_n_or_t_seconds(caplog):
     now = [0.0]
     caplog.set_level(logging.INFO, logger="difffit_screen.progress")

@@ -115,7 +115,8 @@ def test_fit_is_equivariant_under_a_rigid_motion_of_the_input(prep, atoms, fitte
 @pytest.mark.parametrize("device", DEVICES)
 def test_optimiser_is_equivariant_when_the_starts_turn_with_the_input(prep, atoms, device):
     """Coordinates ``Q x`` started from rotations ``R0 Q^T`` follow the same trajectory as
-    ``x`` from ``R0``: the final posed coordinates and losses agree to float32 rounding."""
+    ``x`` from ``R0``: the final posed coordinates and losses agree to float32 rounding (as
+    amplified by 40 Adam steps)."""
     rng = np.random.default_rng(5)
     sampler = VolumeSampler(prep.loss_volume, torch.device(device))
     c = atoms.xyz[::8].astype(np.float64)
@@ -132,8 +133,11 @@ def test_optimiser_is_equivariant_when_the_starts_turn_with_the_input(prep, atom
                                 torch.as_tensor(rot0 @ q.T), trans0, 40, 1.0, lr_rot)
     posed = np.einsum("kij,nj->kni", out.rot, c) + out.trans[:, None]
     posed_q = np.einsum("kij,nj->kni", out_q.rot, c @ q.T) + out_q.trans[:, None]
-    assert np.sqrt(((posed - posed_q) ** 2).sum(-1).mean(-1)).max() < 5e-3
-    np.testing.assert_allclose(out.loss, out_q.loss, atol=1e-4)
+    rmsd_k = np.sqrt(((posed - posed_q) ** 2).sum(-1).mean(-1))
+    # float32 rounding differs between the two frames; Adam's normalised steps amplify it where
+    # a placement crosses a flat region (0.002-0.01 Å for the worst of 30 in float32 runs)
+    assert np.median(rmsd_k) < 5e-4 and rmsd_k.max() < 2e-2
+    np.testing.assert_allclose(out.loss, out_q.loss, atol=5e-4)
     # the poses moved: the property is not that of a standing start
     assert np.abs(out.trans - trans0.numpy()).max() > 0.5
 
