@@ -90,30 +90,24 @@ def ball_offsets(radius: float, voxel_zyx: np.ndarray) -> np.ndarray:
     return np.sqrt(dz * dz + dy * dy + dx * dx) <= radius
 
 
-def dilate(mask: np.ndarray, ball: np.ndarray, cache: dict | None = None) -> np.ndarray:
+def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """Voxels of ``mask``'s ``(nz, ny, nx)`` grid within the ``ball`` (odd-sized, centred) of a
     ``mask`` voxel: the binary dilation, computed as an FFT convolution of the two indicator
     arrays thresholded at 0.5 (exact: the convolution counts ball members, integers below
     ``ball.size``, and float32's rounding error on such sums is orders of magnitude below 0.5).
     Equals ``distance_transform_edt(~mask, sampling) <= radius`` for the ball of that radius,
-    3-5 times faster on a fit's sub-box. ``cache`` (a dict owned by the caller) keeps the ball's
-    transform per padded shape. (``scipy.fft`` directly: ``scipy.signal`` costs 1-3 s to
-    import.)
+    3-5 times faster on a fit's sub-box. (The ball's transform is not cached: sub-box shapes
+    vary with the pose, a cache of 256 shapes hit a quarter of the calls and held 0.7 GB.
+    ``scipy.fft`` directly: ``scipy.signal`` costs 1-3 s to import.)
     """
     from scipy import fft
 
     if not mask.any():
         return np.zeros(mask.shape, dtype=bool)
     full = [m + b - 1 for m, b in zip(mask.shape, ball.shape, strict=True)]
-    shape = tuple(fft.next_fast_len(n, real=True) for n in full)
-    ball_ft = cache.get(shape) if cache is not None else None
-    if ball_ft is None:
-        ball_ft = fft.rfftn(ball.astype(np.float32), shape)
-        if cache is not None:
-            if len(cache) >= 256:  # sub-box shapes vary with the pose: keep the memory bounded
-                cache.clear()
-            cache[shape] = ball_ft
-    conv = fft.irfftn(fft.rfftn(mask.astype(np.float32), shape) * ball_ft, shape)
+    shape = [fft.next_fast_len(n, real=True) for n in full]
+    conv = fft.irfftn(fft.rfftn(mask.astype(np.float32), shape)
+                      * fft.rfftn(ball.astype(np.float32), shape), shape)
     lo = [(b - 1) // 2 for b in ball.shape]  # the centred ("same") part of the full convolution
     return conv[tuple(slice(a, a + m) for a, m in zip(lo, mask.shape, strict=True))] > 0.5
 
@@ -137,7 +131,6 @@ class FootprintCorrelation:
         self.sigma_a = max(0.225 * prep.resolution, 0.5 * float(prep.raw.voxel_size.min()))
         self.shell = shell_width(prep.resolution, float(prep.raw.voxel_size.max()))
         self.ball = ball_offsets(self.shell, prep.raw.voxel_size[::-1])
-        self.ball_transforms: dict = {}  # dilate()'s cache of the ball's FFT per shape
 
     def simulate(self, xyz: np.ndarray, z: np.ndarray,
                  margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -207,7 +200,7 @@ class FootprintCorrelation:
         sx = x.sum() + (self.fp_sx - in_fp.sum())
         sxx = (x * x).sum() + (self.fp_sxx - (in_fp * in_fp).sum())
         footprint_cc = correlate_sums(n, sx, sxx, y.sum(), (y * y).sum(), (x * y).sum())
-        local = dilate(env, self.ball, self.ball_transforms)  # within the shell of the envelope
+        local = dilate(env, self.ball)  # within the shell of the envelope
         xl, yl = target[local], sim[local]
         local_cc = correlate_sums(xl.size, xl.sum(), (xl * xl).sum(), yl.sum(), (yl * yl).sum(),
                                   (xl * yl).sum())

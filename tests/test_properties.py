@@ -235,15 +235,13 @@ def test_shell_dilation_equals_the_exact_distance_transform(radius, voxel):
     """``local_cc``'s shell: voxels within ``radius`` Å of the envelope, by FFT convolution with
     a ball, is exactly the set the Euclidean distance transform gives (anisotropic voxels,
     shells wider than the blob, blobs touching the box edge, an empty envelope, a ball of
-    9,000 voxels whose counts float32 must still resolve), with and without the cache of the
-    ball's transform."""
+    9,000 voxels whose counts float32 must still resolve)."""
     from scipy import ndimage
 
     from difffit_screen.scores import ball_offsets, dilate
 
     rng = np.random.default_rng(21)
     ball = ball_offsets(radius, np.array(voxel))
-    cache: dict = {}
     for shape in [(30, 22, 41), (9, 40, 17)]:
         blob = ndimage.gaussian_filter(rng.normal(size=shape), 2.0)
         for mask in (blob > 0.08, blob > 0.2, np.zeros(shape, bool)):
@@ -251,6 +249,3 @@ def test_shell_dilation_equals_the_exact_distance_transform(radius, voxel):
             if not mask.any():
                 exact = np.zeros(shape, bool)
             np.testing.assert_array_equal(dilate(mask, ball), exact)
-            np.testing.assert_array_equal(dilate(mask, ball, cache), exact)
-            np.testing.assert_array_equal(dilate(mask, ball, cache), exact)  # from the cache
-    assert len(cache) == 2
