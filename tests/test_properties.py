@@ -249,3 +249,28 @@ def test_shell_dilation_equals_the_exact_distance_transform(radius, voxel):
             if not mask.any():
                 exact = np.zeros(shape, bool)
             np.testing.assert_array_equal(dilate(mask, ball), exact)
+
+
+def test_the_numpy_and_torch_optimisers_follow_the_same_trajectories(prep, atoms):
+    """The one Adam loop runs on numpy arrays around the fused kernel (the CPU) and on torch
+    tensors around ``grid_sample`` (what CUDA runs, here on the CPU): the same final poses and
+    losses to float32 rounding, from numpy or torch inputs alike."""
+    rng = np.random.default_rng(8)
+    sampler = VolumeSampler(prep.loss_volume, "cpu")
+    c = (atoms.xyz[::6] - atoms.xyz[::6].mean(0)).astype(np.float32)
+    k = 16
+    rot0 = Rotation.random(k, random_state=rng).as_matrix().astype(np.float32)
+    trans0 = (centre_of(prep) + rng.normal(0, 3, (k, 3))).astype(np.float32)
+    args = (c[None], np.ones((1, len(c)), np.float32), np.zeros(k, np.int64), rot0, trans0,
+            30, 1.0, np.full(k, 0.05, np.float32))
+    fused = optimise_placements(sampler, *args, gradient="fused")
+    torch_args = tuple(torch.as_tensor(a) if isinstance(a, np.ndarray) else a for a in args)
+    analytic = optimise_placements(sampler, *torch_args, gradient="analytic")
+    posed = [np.einsum("kij,nj->kni", o.rot, c) + o.trans[:, None] for o in (fused, analytic)]
+    rmsd_k = np.sqrt(((posed[0] - posed[1]) ** 2).sum(-1).mean(-1))
+    assert np.median(rmsd_k) < 1e-3 and rmsd_k.max() < 2e-2
+    np.testing.assert_allclose(fused.loss, analytic.loss, atol=5e-4)
+    assert np.abs(fused.trans - trans0).max() > 0.5  # they moved
+    w = rng.normal(size=(50, 3)).astype(np.float32)
+    np.testing.assert_allclose(rotvec_to_matrix(w), rotvec_to_matrix(torch.as_tensor(w)).numpy(),
+                               atol=1e-6)
