@@ -169,7 +169,7 @@ def resolve_device(device: str = "auto", env: Mapping[str, str] | None = None) -
                               "install a CUDA build of torch (README: installation on a GPU "
                               "cluster) or pass --device cpu")
         return CPU
-    dev = as_device(name if name != "auto" else "cpu")
+    dev = as_device(name)
     if dev.type == "cuda":
         if not _cuda_available():
             raise DeviceError(f"--device {device}: {describe_cuda_absence()}; install a CUDA "
