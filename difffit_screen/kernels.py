@@ -18,21 +18,17 @@ candidate ``owner[k]`` at ``rot[k] @ x_i + trans[k]``.
 
 from __future__ import annotations
 
+import functools
 import itertools
-import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 __all__ = ["rigid_body_gradients"]
 
-_POOL: ThreadPoolExecutor | None = None
-_POOL_SIZE = 0
-_LOCK = threading.Lock()
-
-
-def _compile():
-    """Compile (or load from numba's cache) the per-range kernel; imported on first use."""
+@functools.cache
+def _kernel():
+    """The per-range kernel, compiled (or loaded from numba's disk cache) on first use."""
     from numba import njit
 
     @njit(nogil=True, cache=True, fastmath=False)
@@ -111,18 +107,11 @@ def _compile():
     return kernel
 
 
-_KERNEL = None
-
-
+@functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
-    global _POOL, _POOL_SIZE
-    with _LOCK:
-        if _POOL is None or _POOL_SIZE != threads:
-            if _POOL is not None:
-                _POOL.shutdown(wait=False)
-            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difffit-kernel")
-            _POOL_SIZE = threads
-        return _POOL
+    """One thread pool per thread count, shared by every caller (the search and the previous
+    batch's refinement submit to the same pool)."""
+    return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difffit-kernel")
 
 
 def rigid_body_gradients(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
@@ -156,11 +145,7 @@ def rigid_body_gradients(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
         ``(K, 3)`` float32: minus the mean force, and minus the mean torque about the
         candidate's centroid (the gradient w.r.t. a left rotation increment).
     """
-    global _KERNEL
-    if _KERNEL is None:
-        with _LOCK:
-            if _KERNEL is None:
-                _KERNEL = _compile()
+    kernel = _kernel()
     k = len(rot)
     loss = np.empty(k, np.float32)
     grad_t = np.empty((k, 3), np.float32)
@@ -170,9 +155,9 @@ def rigid_body_gradients(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
     n_chunks = min(k, 4 * threads) if threads > 1 else 1
     bounds = np.linspace(0, k, n_chunks + 1).astype(int)
     if n_chunks <= 1:
-        _KERNEL(*args, 0, k, loss, grad_t, grad_w)
+        kernel(*args, 0, k, loss, grad_t, grad_w)
     else:
-        jobs = [_pool(threads).submit(_KERNEL, *args, int(lo), int(hi), loss,
+        jobs = [_pool(threads).submit(kernel, *args, int(lo), int(hi), loss,
                                       grad_t, grad_w)
                 for lo, hi in itertools.pairwise(bounds) if hi > lo]
         for job in jobs:

@@ -1,4 +1,4 @@
-"""Batched rigid-body optimisation of many placements at once with Adam (torch).
+"""Batched rigid-body optimisation of many placements at once with Adam (numpy or torch).
 
 A placement ``k`` moves the centred coordinates ``x`` (``(N, 3)``, Å, centred on the candidate's
 fitted-atom centroid) to ``R_k @ x + t_k`` in the map frame. Adam optimises every placement's
@@ -8,9 +8,12 @@ placements of minus the mean density sampled at the placement's atoms, so placem
 independent and the sum only batches the work. Step sizes are in Å (translation) and in Å of
 atom motion at the radius of gyration (rotation), so they do not grow with the box.
 
-Two ways to get the gradient, with the same loss and the same Adam:
+Three ways to get the gradient, with the same loss and the same Adam loop:
 
-- ``"analytic"`` (default): the volume carries its spatial gradient as three more channels
+- ``"fused"`` (default on the CPU): the compiled kernel of :mod:`difffit_screen.kernels` reads
+  the value and gradient channels below and reduces them to force and torque in one pass; the
+  Adam loop runs on numpy arrays, so a CPU run never imports torch.
+- ``"analytic"`` (default on CUDA): the volume carries its spatial gradient as three more channels
   (central differences at the grid points, trilinearly interpolated in between: what ChimeraX
   ``fitmap`` does), so one forward ``grid_sample`` gives every atom's value and gradient, and the
   rigid-body gradient is the mean force ``sum_i g_i / N`` and torque ``sum_i (R x_i) x g_i / N``
@@ -20,9 +23,8 @@ Two ways to get the gradient, with the same loss and the same Adam:
   trilinear interpolant, piecewise constant within a voxel).
 
 Sampling uses ``torch.nn.functional.grid_sample`` with ``align_corners=True`` and the correct
-normalisation ``2 * (x - origin) / ((n - 1) * voxel) - 1`` (voxel centres at ±1). On the CPU
-the analytic gradient is computed by the fused kernel of :mod:`difffit_screen.kernels` (the
-same trilinear interpolation) and the Adam loop runs in numpy: a CPU run never imports torch.
+normalisation ``2 * (x - origin) / ((n - 1) * voxel) - 1`` (voxel centres at ±1); the fused
+kernel does the same trilinear interpolation with "border" padding.
 """
 
 from __future__ import annotations
