@@ -263,7 +263,8 @@ def _refine(cand: _Prepared, sampler: VolumeSampler, rot: np.ndarray, trans: np.
         sampler, coords, weights, np.zeros(k, np.int64),
         np.asarray(rot, np.float32), np.asarray(trans, np.float32),
         params.refine_iterations, params.refine_lr,
-        np.full(k, params.refine_lr / cand.rg, np.float32), final_lr_fraction=0.02)
+        np.full(k, params.refine_lr / cand.rg, np.float32), final_lr_fraction=0.02,
+        threads=1)  # a few placements: in this thread, not queued behind the search
     return out.rot, out.trans
 
 
@@ -479,7 +480,7 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
     """
     device = resolve_device(params.device)
     if params.max_samples <= 0:
-        params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 3_000_000)
+        params = replace(params, max_samples=30_000_000 if device.type == "cuda" else 1_000_000)
     outcome = FitOutcome()
     bar = make_reporter(progress, n_total, label_device(device))
     batcher = _Batcher(prep, params, device, outcome, bar)

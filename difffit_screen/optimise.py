@@ -214,12 +214,15 @@ def optimise_placements(
     lr_rot,
     final_lr_fraction: float = 0.05,
     gradient: str = "auto",
+    threads: int | None = None,
 ) -> PoseBatch:
     """Optimise ``K`` placements of ``B`` candidates together with Adam.
 
-    Array arguments are numpy arrays or torch tensors (any float dtype; the optimisation runs
-    in float32: numpy on the CPU with the fused kernel, torch on the sampler's device
-    otherwise).
+    Array arguments are numpy arrays or torch tensors of any float dtype, rounded to float32
+    first (so float64 inputs give the poses of their float32 copies). On the CPU every
+    iteration runs in the fused kernel (:func:`difffit_screen.kernels.optimise_rigid_bodies`:
+    float32 samples, float64 sums and Adam state); elsewhere the same Adam loop runs in torch
+    float32 on the sampler's device.
 
     Parameters
     ----------
@@ -247,6 +250,9 @@ def optimise_placements(
         ``"auto"`` (``"fused"`` on the CPU, ``"analytic"`` elsewhere), ``"fused"`` (the
         compiled CPU kernel of :mod:`difffit_screen.kernels`), ``"analytic"`` (volume
         gradient channels, torch operations, no autograd) or ``"autograd"``.
+    threads : int, optional
+        CPU threads of the fused kernel (default :func:`~difffit_screen.devices.cpu_threads`;
+        1 runs in the calling thread, beside a search that holds the kernel's thread pool).
 
     Returns
     -------
@@ -254,48 +260,50 @@ def optimise_placements(
         Final poses and losses (losses evaluated at the final poses).
     """
     mode = choose_gradient(sampler, gradient)
-    if mode == "fused":  # numpy; placements index the candidates' arrays: no (K, N, 3) copy
-        xp, arr = np, _as_numpy32
-        m = arr(atom_weights)
+    fracs = [final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (
+        1 + math.cos(math.pi * it / max(iterations - 1, 1))) for it in range(iterations)]
+    if mode == "fused":  # every iteration in compiled code; placements index the candidates
+        from .kernels import optimise_rigid_bodies
+
+        m = _as_numpy32(atom_weights)
         m = m / np.maximum(m.sum(-1, keepdims=True), 1e-6)  # (B, N): mean over real atoms
-        step = _fused_step(sampler, arr(coords), m, np.asarray(_as_numpy(owner), np.int64))
-    else:
-        import torch
+        rot, t, final = optimise_rigid_bodies(
+            _fused_volume(sampler), _as_numpy32(coords), np.ascontiguousarray(
+                _as_numpy(owner), np.int64), m, _as_numpy32(rot0), _as_numpy32(trans0),
+            sampler.origin_xyz, sampler.voxel_size, lr_trans,
+            np.broadcast_to(_as_numpy32(lr_rot), (len(rot0),)),
+            np.asarray(fracs), threads or cpu_threads())
+        return PoseBatch(rot, t, final.astype(np.float32))
+    import torch
 
-        xp = torch
-        dev = sampler.device.as_torch()
+    dev = sampler.device.as_torch()
 
-        def arr(a):
-            return torch.as_tensor(a).to(dev, torch.float32)
+    def arr(a):
+        return torch.as_tensor(a).to(dev, torch.float32)
 
-        own = torch.as_tensor(owner).to(dev, torch.long)
-        m = arr(atom_weights)
-        m = (m / m.sum(-1, keepdim=True).clamp_min(1e-6))[own]  # (K, N)
-        x = arr(coords)[own]  # (K, N, 3)
-        step = _step_function(sampler, x, m, mode)
+    own = torch.as_tensor(owner).to(dev, torch.long)
+    m = arr(atom_weights)
+    m = (m / m.sum(-1, keepdim=True).clamp_min(1e-6))[own]  # (K, N)
+    x = arr(coords)[own]  # (K, N, 3)
+    step = _step_function(sampler, x, m, mode)
     rot = arr(rot0) + 0  # float32 copies
     t = arr(trans0) + 0
     lr_rot = arr(lr_rot)[:, None]
     # Adam on (t, w) in the tangent space at the current pose (w is reset to 0 each step)
     b1, b2, eps = 0.9, 0.999, 1e-8
-    m_t, v_t, m_w, v_w = (xp.zeros_like(t) for _ in range(4))
-    for it in range(iterations):
-        frac = final_lr_fraction + (1 - final_lr_fraction) * 0.5 * (
-            1 + math.cos(math.pi * it / max(iterations - 1, 1)))
+    m_t, v_t, m_w, v_w = (torch.zeros_like(t) for _ in range(4))
+    for it, frac in enumerate(fracs):
         _, g_t, g_w = step(rot, t, with_loss=False)
         m_t = b1 * m_t + (1 - b1) * g_t
         v_t = b2 * v_t + (1 - b2) * (g_t * g_t)
         m_w = b1 * m_w + (1 - b1) * g_w
         v_w = b2 * v_w + (1 - b2) * (g_w * g_w)
         c1, c2 = 1 - b1 ** (it + 1), 1 - b2 ** (it + 1)
-        t = t - (lr_trans * frac / c1) * m_t / (xp.sqrt(v_t / c2) + eps)
-        w = -(frac / c1) * lr_rot * m_w / (xp.sqrt(v_w / c2) + eps)
+        t = t - (lr_trans * frac / c1) * m_t / (torch.sqrt(v_t / c2) + eps)
+        w = -(frac / c1) * lr_rot * m_w / (torch.sqrt(v_w / c2) + eps)
         rot = rotvec_to_matrix(w) @ rot
-    if mode == "fused":
-        final = step(rot, t)[0]
-    else:
-        with torch.no_grad():
-            final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
+    with torch.no_grad():
+        final = -(sampler.sample_posed(x, rot, t) * m).sum(-1)
     return PoseBatch(_as_numpy(rot).astype(np.float64), _as_numpy(t).astype(np.float64),
                      _as_numpy(final))
 
@@ -321,21 +329,27 @@ def choose_gradient(sampler: VolumeSampler, gradient: str = "auto") -> str:
     return "fused" if sampler.device.type == "cpu" and sampler.channels == 4 else "analytic"
 
 
-def _fused_step(sampler: VolumeSampler, x: np.ndarray, m: np.ndarray, owner: np.ndarray):
-    """As :func:`_analytic_step` with the compiled kernel, in numpy: ``x`` ``(B, N, 3)`` and
-    ``m`` ``(B, N)`` float32 per candidate, ``owner`` ``(K,)`` int64; ``step(rot, t)`` takes
-    ``(K, 3, 3)``/``(K, 3)`` float32 arrays and also returns the loss."""
-    from .kernels import rigid_body_gradients
-
+def _fused_volume(sampler: VolumeSampler) -> np.ndarray:
+    """The ``(nz, ny, nx, 4)`` array the fused kernels read (a CPU sampler with gradients)."""
     if sampler.device.type != "cpu" or sampler.channels != 4:
         raise ValueError("the fused kernel needs a CPU VolumeSampler(with_gradient=True)")
+    return sampler.array
+
+
+def _fused_step(sampler: VolumeSampler, x: np.ndarray, m: np.ndarray, owner: np.ndarray):
+    """One step of :func:`_analytic_step` with the compiled kernel, in numpy: ``x``
+    ``(B, N, 3)`` and ``m`` ``(B, N)`` float32 per candidate, ``owner`` ``(K,)`` int64;
+    ``step(rot, t)`` takes ``(K, 3, 3)``/``(K, 3)`` float32 arrays and also returns the loss.
+    (:func:`optimise_placements` runs all its iterations in the kernel instead.)"""
+    from .kernels import rigid_body_gradients
+
+    volume = _fused_volume(sampler)
     x, m = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(m, np.float32)
     owner = np.ascontiguousarray(owner, np.int64)
     threads = cpu_threads()
 
     def step(rot: np.ndarray, t: np.ndarray, with_loss: bool = True):
-        return rigid_body_gradients(sampler.array, x, owner, m,
-                                    np.ascontiguousarray(rot, np.float32),
+        return rigid_body_gradients(volume, x, owner, m, np.ascontiguousarray(rot, np.float32),
                                     np.ascontiguousarray(t, np.float32), sampler.origin_xyz,
                                     sampler.voxel_size, threads)
 

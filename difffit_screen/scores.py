@@ -92,24 +92,13 @@ def ball_offsets(radius: float, voxel_zyx: np.ndarray) -> np.ndarray:
 
 def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     """Voxels of ``mask``'s ``(nz, ny, nx)`` grid within the ``ball`` (odd-sized, centred) of a
-    ``mask`` voxel: the binary dilation, computed as an FFT convolution of the two indicator
-    arrays thresholded at 0.5 (exact: the convolution counts ball members, integers below
-    ``ball.size``, and float32's rounding error on such sums is orders of magnitude below 0.5).
-    Equals ``distance_transform_edt(~mask, sampling) <= radius`` for the ball of that radius,
-    3-5 times faster on a fit's sub-box. (The ball's transform is not cached: sub-box shapes
-    vary with the pose, a cache of 256 shapes hit a quarter of the calls and held 0.7 GB.
-    ``scipy.fft`` directly: ``scipy.signal`` costs 1-3 s to import.)
+    ``mask`` voxel: the binary dilation (:func:`difffit_screen.kernels.dilate_mask`, which
+    stamps the ball at the mask's edge voxels only). Equals
+    ``distance_transform_edt(~mask, sampling) <= radius`` for the ball of that radius.
     """
-    from scipy import fft
+    from .kernels import dilate_mask
 
-    if not mask.any():
-        return np.zeros(mask.shape, dtype=bool)
-    full = [m + b - 1 for m, b in zip(mask.shape, ball.shape, strict=True)]
-    shape = [fft.next_fast_len(n, real=True) for n in full]
-    conv = fft.irfftn(fft.rfftn(mask.astype(np.float32), shape)
-                      * fft.rfftn(ball.astype(np.float32), shape), shape)
-    lo = [(b - 1) // 2 for b in ball.shape]  # the centred ("same") part of the full convolution
-    return conv[tuple(slice(a, a + m) for a, m in zip(lo, mask.shape, strict=True))] > 0.5
+    return dilate_mask(mask, ball)
 
 
 class FootprintCorrelation:
