@@ -484,9 +484,10 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
     outcome = FitOutcome()
     bar = make_reporter(progress, n_total, label_device(device))
     batcher = _Batcher(prep, params, device, outcome, bar)
+    prepared = ((name, source, _prepare_or_reason(item, name, source, prep, params))
+                for name, source, item in candidates)
     try:
-        for name, source, item in candidates:
-            cand = _prepare_or_reason(item, name, source, prep, params)
+        for name, source, cand in read_ahead(prepared, 2 * params.bucket_window):
             if isinstance(cand, _Prepared):
                 batcher.add(cand)
                 continue
@@ -498,6 +499,46 @@ def fit_candidates(prep: PreparedMap, candidates: Iterable[tuple[str, str, objec
         batcher.drain()  # the worker's rows, and the worker stopped even on an error
     bar.close()
     return outcome
+
+
+def read_ahead(items: Iterable, depth: int) -> Iterator:
+    """``items`` in order, produced up to ``depth`` ahead by a background thread (reading and
+    preparing the next candidates while the search runs); the producer's errors are raised
+    here, and the thread stops when the consumer stops early."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    done, stop = object(), threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((None, item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((None, done))
+        except BaseException as exc:  # handed to the consumer
+            q.put((exc, done))
+
+    thread = threading.Thread(target=produce, name="difffit-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            exc, item = q.get()
+            if exc is not None:
+                raise exc
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def footprint_radius(prep: PreparedMap) -> float:

@@ -35,6 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from .kernels import dilate_mask, splat_trilinear
 from .maps import DensityMap, PreparedMap, scaled_map
 
 VOLUME_PER_ATOM_A3 = 18.0
@@ -96,8 +97,6 @@ def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     stamps the ball at the mask's edge voxels only). Equals
     ``distance_transform_edt(~mask, sampling) <= radius`` for the ball of that radius.
     """
-    from .kernels import dilate_mask
-
     return dilate_mask(mask, ball)
 
 
@@ -134,20 +133,8 @@ class FootprintCorrelation:
         lo = np.floor(f.min(0)).astype(int) - pad
         hi = np.floor(f.max(0)).astype(int) + pad + 2
         shape = (hi - lo)[::-1]  # z, y, x
-        g = f - lo
-        i0 = np.floor(g).astype(int)
-        frac = g - i0
-        sim = np.zeros(int(np.prod(shape)), dtype=np.float64)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                for dz in (0, 1):
-                    wgt = (np.where(dx, frac[:, 0], 1 - frac[:, 0])
-                           * np.where(dy, frac[:, 1], 1 - frac[:, 1])
-                           * np.where(dz, frac[:, 2], 1 - frac[:, 2]))
-                    flat = np.ravel_multi_index(
-                        ((i0[:, 2] + dz), (i0[:, 1] + dy), (i0[:, 0] + dx)), shape)
-                    sim += np.bincount(flat, weights=wgt * z, minlength=sim.size)
-        sim = ndimage.gaussian_filter(sim.reshape(shape), sigma=self.sigma_a / vs[::-1],
+        sim = splat_trilinear((f - lo)[:, ::-1], z, tuple(shape))
+        sim = ndimage.gaussian_filter(sim, sigma=self.sigma_a / vs[::-1],
                                       mode="constant", truncate=3.0)
         return sim, lo[::-1]
 

@@ -347,18 +347,14 @@ def _gaussian_sum_on_grid(xyz: np.ndarray, z: np.ndarray, sigma: float) -> np.nd
     """
     from scipy import ndimage
 
+    from .kernels import splat_trilinear
+
     h = sigma / 3.0
     lo = xyz.min(0) - 4.0 * sigma
     f = (xyz - lo) / h
     shape = tuple(np.ceil(f.max(0)).astype(int) + int(np.ceil(4 * sigma / h)) + 2)
-    i0 = np.floor(f).astype(int)
-    fr = f - i0
-    grid = np.zeros(int(np.prod(shape)))
-    for d in np.ndindex(2, 2, 2):
-        wgt = np.prod(np.where(d, fr, 1 - fr), axis=1)
-        flat = np.ravel_multi_index(tuple((i0 + d).T), shape)
-        grid += np.bincount(flat, weights=wgt * z, minlength=grid.size)
-    grid = ndimage.gaussian_filter(grid.reshape(shape), sigma / h, mode="constant", truncate=4.0)
+    grid = splat_trilinear(f, z, shape)
+    grid = ndimage.gaussian_filter(grid, sigma / h, mode="constant", truncate=4.0)
     grid *= (2.0 * np.pi) ** 1.5 * (sigma / h) ** 3  # unit peak per unit amplitude
     return ndimage.map_coordinates(grid, f.T, order=1, mode="nearest", prefilter=False)
 
