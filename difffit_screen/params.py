@@ -246,9 +246,9 @@ class FitParams:
                        composite={"config": "seed"}, help="random seed (default {default})")
     device: str = option("auto", group=SEARCH, config="device", composite=_COMPOSITE_SEARCH,
                          help="auto (CUDA if present), cpu or cuda")
-    max_samples: int = option(  # 0 = auto: 3e6 per batch on CPU, 3e7 on CUDA
+    max_samples: int = option(  # 0 = auto: 1e6 per batch on CPU, 3e7 on CUDA
         0, range=count(0, 10**12), group=SEARCH,
-        help="atom samples per batch; bounds memory (default 0 = auto: 3e6 on CPU, 3e7 on CUDA)")
+        help="atom samples per batch; bounds memory (default 0 = auto: 1e6 on CPU, 3e7 on CUDA)")
     bucket_window: int = option(64, range=count(1, 1_000_000), flag=None)
     models: int = option(
         1, range=count(0, 10_000), group=REFINE, config="models",

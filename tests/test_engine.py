@@ -230,3 +230,73 @@ def test_fused_kernel_matches_the_torch_step():
     torch.testing.assert_close(lf, la, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ff, fa, rtol=1e-4, atol=1e-6)
     torch.testing.assert_close(tf, ta, rtol=1e-4, atol=1e-5)
+
+
+def test_compiled_search_follows_the_step_by_step_adam_loop():
+    """The whole-search kernel (every Adam iteration in compiled code) reaches the poses of
+    the Python Adam loop around the single-step kernel (float32 state there, float64 in the
+    kernel), for several zero-padded candidates; its numbers do not depend on the threads."""
+    import math
+
+    from difffit_screen.kernels import optimise_rigid_bodies
+    from difffit_screen.optimise import VolumeSampler, _fused_step
+
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    sampler = VolumeSampler(prep.loss_volume, "cpu")
+    rng = np.random.default_rng(4)
+    atoms = read_structure(DEMO / "I7M317_D1.pdb")
+    xyz = atoms.xyz[::8] - atoms.xyz[::8].mean(0)
+    coords = np.zeros((2, len(xyz), 3), np.float32)
+    m = np.zeros((2, len(xyz)), np.float32)
+    coords[0], m[0] = xyz, 1.0 / len(xyz)
+    coords[1, :50], m[1, :50] = xyz[:50], 1.0 / 50
+    k, iters = 24, 40
+    owner = np.arange(k) % 2
+    rot0 = Rotation.random(k, random_state=rng).as_matrix().astype(np.float32)
+    centre = prep.raw.origin + prep.raw.shape_xyz * prep.raw.voxel_size / 2
+    trans0 = (centre + rng.normal(0, 4, (k, 3))).astype(np.float32)
+    lr_rot = np.full(k, 0.05, np.float32)
+    fracs = np.array([0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * i / (iters - 1)))
+                      for i in range(iters)])
+    step = _fused_step(sampler, coords, m, owner)
+    rot, t = rot0.copy(), trans0.copy()
+    mt, vt, mw, vw = (np.zeros((k, 3), np.float32) for _ in range(4))
+    for i, frac in enumerate(fracs):
+        _, gt, gw = step(rot, t)
+        mt, vt = 0.9 * mt + 0.1 * gt, 0.999 * vt + 0.001 * gt * gt
+        mw, vw = 0.9 * mw + 0.1 * gw, 0.999 * vw + 0.001 * gw * gw
+        c1, c2 = 1 - 0.9 ** (i + 1), 1 - 0.999 ** (i + 1)
+        t = t - (frac / c1) * mt / (np.sqrt(vt / c2) + 1e-8)
+        w = -(frac / c1) * lr_rot[:, None] * mw / (np.sqrt(vw / c2) + 1e-8)
+        rot = (rotvec_to_matrix(w) @ rot).astype(np.float32)
+    runs = [optimise_rigid_bodies(sampler.array, coords, owner, m, rot0, trans0,
+                                  sampler.origin_xyz, sampler.voxel_size, 1.0, lr_rot, fracs,
+                                  threads=n) for n in (1, 3)]
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    r_k, t_k, loss_k = runs[0]
+    assert np.abs(t_k - trans0).max() > 1.0  # the placements moved
+    posed = [np.einsum("kij,nj->kni", r, xyz) + tt[:, None] for r, tt in ((r_k, t_k), (rot, t))]
+    rmsd = np.sqrt(((posed[0] - posed[1]) ** 2).sum(-1).mean(-1))
+    assert np.median(rmsd) < 1e-3 and rmsd.max() < 2e-2
+    np.testing.assert_allclose(loss_k, step(rot, t)[0], atol=5e-4)
+
+
+def test_trilinear_splat_keeps_mass_and_centre():
+    """Splatting conserves the total weight and each point's first moment (trilinear weights
+    are the transpose of interpolation), and rejects points without 8 neighbours in the grid."""
+    from difffit_screen.kernels import splat_trilinear
+
+    rng = np.random.default_rng(2)
+    shape = (7, 9, 11)
+    idx = rng.uniform(0, np.array(shape) - 1.001, (500, 3))
+    w = rng.uniform(0.5, 8, 500)
+    grid = splat_trilinear(idx, w, shape)
+    assert grid.sum() == pytest.approx(w.sum(), rel=1e-12)
+    pts = np.stack(np.meshgrid(*map(np.arange, shape), indexing="ij"), -1)
+    np.testing.assert_allclose((grid[..., None] * pts).sum((0, 1, 2)), w @ idx, rtol=1e-12)
+    one = splat_trilinear(np.array([[2.25, 3.0, 4.5]]), np.array([2.0]), shape)
+    assert one[2, 3, 4] == pytest.approx(0.75) and one[3, 3, 5] == pytest.approx(0.25)
+    assert np.count_nonzero(one) == 4
+    with pytest.raises(ValueError, match="outside"):
+        splat_trilinear(np.array([[6.5, 1.0, 1.0]]), np.array([1.0]), shape)

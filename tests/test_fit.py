@@ -275,3 +275,37 @@ def test_ranking_and_significance_do_not_depend_on_the_shards(tmp_path):
     for col in ("score", "zscore", "pvalue", "qvalue"):
         np.testing.assert_allclose(a[col], b[col], rtol=1e-5, atol=1e-6, err_msg=col)
     np.testing.assert_allclose(np.stack(a.matrix), np.stack(b.matrix), atol=1e-3)
+
+
+def test_read_ahead_keeps_order_raises_errors_and_stops_early():
+    """Candidates read ahead in a thread come in their order; a reader's error is raised in
+    the consumer after the items before it; a consumer that stops early stops the reader."""
+    import threading
+
+    from difffit_screen.fit import read_ahead
+
+    assert list(read_ahead(iter(range(50)), 3)) == list(range(50))
+
+    def failing():
+        yield from range(4)
+        raise OSError("disk gone")
+
+    got = []
+    with pytest.raises(OSError, match="disk gone"):
+        for item in read_ahead(failing(), 2):
+            got.append(item)
+    assert got == [0, 1, 2, 3]
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    stream = read_ahead(endless(), 2)
+    assert [next(stream) for _ in range(3)] == [0, 1, 2]
+    stream.close()
+    assert not any(t.name == "difffit-read" for t in threading.enumerate())
+    assert len(produced) <= 3 + 2 + 2  # bounded by the depth, not run on
