@@ -8,10 +8,11 @@ from numba import njit
 
 
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
-def placement(vol, x, m, b, r, c, inv_voxel):
+def placement(vol, x, m, b, r, c, with_value):
     """Loss, force and ``G = sum_i m_i g_i x_i^T`` of one placement: atom ``i`` of
     candidate ``b`` at voxel coordinates ``A x_i + c`` (``r`` = ``A``, the rotation with
-    the inverse voxel size folded into its rows)."""
+    the inverse voxel size folded into its rows). ``with_value`` False skips the value
+    channel (the loss is then 0): Adam's steps need only the gradient."""
     nz, ny, nx = vol.shape[0], vol.shape[1], vol.shape[2]
     xm, ym, zm = np.float32(nx - 1.0), np.float32(ny - 1.0), np.float32(nz - 1.0)
     zero, one = np.float32(0.0), np.float32(1.0)
@@ -51,12 +52,14 @@ def placement(vol, x, m, b, r, c, inv_voxel):
                 wyz = wz * (ay if dy else by)
                 row = vol[iz + dz, iy + dy]
                 cc = wyz * bx
-                sv += cc * row[ix, 0]
+                if with_value:
+                    sv += cc * row[ix, 0]
                 s0 += cc * row[ix, 1]
                 s1 += cc * row[ix, 2]
                 s2 += cc * row[ix, 3]
                 cc = wyz * ax
-                sv += cc * row[ix + 1, 0]
+                if with_value:
+                    sv += cc * row[ix + 1, 0]
                 s0 += cc * row[ix + 1, 1]
                 s1 += cc * row[ix + 1, 2]
                 s2 += cc * row[ix + 1, 3]
@@ -78,14 +81,15 @@ def placement(vol, x, m, b, r, c, inv_voxel):
     return v, f0, f1, f2, g00, g01, g02, g10, g11, g12, g20, g21, g22
 
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
-def evaluate(vol, x, m, b, rot, t, origin, inv_voxel, a, c, out):
-    """``out[:7]`` = loss, minus force, minus torque of pose ``rot`` (3, 3), ``t`` (3,)."""
+def evaluate(vol, x, m, b, rot, t, origin, inv_voxel, a, c, out, with_value):
+    """``out[:7]`` = loss (0 without ``with_value``), minus force, minus torque of pose
+    ``rot`` (3, 3), ``t`` (3,)."""
     for p in range(3):
         for q in range(3):
             a[3 * p + q] = rot[p, q] * inv_voxel[p]
         c[p] = (t[p] - origin[p]) * inv_voxel[p]
     v, f0, f1, f2, g00, g01, g02, g10, g11, g12, g20, g21, g22 = placement(
-        vol, x, m, b, a, c, inv_voxel)
+        vol, x, m, b, a, c, with_value)
     # torque sum_i (R x_i) x g_i from the antisymmetric part of G R^T
     gm21 = g20 * rot[1, 0] + g21 * rot[1, 1] + g22 * rot[1, 2]
     gm12 = g10 * rot[2, 0] + g11 * rot[2, 1] + g12 * rot[2, 2]
@@ -108,7 +112,7 @@ def gradients(vol, x, owner, m, rot, trans, origin, inv_voxel, lo, hi, loss, gra
     c = np.empty(3, np.float32)
     out = np.empty(7)
     for k in range(lo, hi):
-        evaluate(vol, x, m, owner[k], rot[k], trans[k], origin, inv_voxel, a, c, out)
+        evaluate(vol, x, m, owner[k], rot[k], trans[k], origin, inv_voxel, a, c, out, True)
         loss[k] = out[0]
         for j in range(3):
             grad_t[k, j] = out[1 + j]
@@ -138,7 +142,7 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
         c1 = 1.0
         c2 = 1.0
         for it in range(fracs.shape[0]):
-            evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out)
+            evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out, False)
             c1 *= b1
             c2 *= b2
             w0 = 0.0
@@ -182,7 +186,7 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
                 for q in range(3):
                     rn[p, q] = rk[p, 0] * r[0, q] + rk[p, 1] * r[1, q] + rk[p, 2] * r[2, q]
             r[:] = rn
-        evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out)
+        evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out, True)
         loss[k] = out[0]
         for p in range(3):
             trans[k, p] = t[p]
