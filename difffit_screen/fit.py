@@ -6,8 +6,9 @@ For each candidate:
    ``max_search_atoms`` of its atoms, evenly spaced along the chain, are used for the search;
 2. ``positions x rotations`` start placements (:mod:`~difffit_screen.placements`, from ``seed``)
    are optimised together with Adam on the combined smoothed loss volume
-   (:mod:`~difffit_screen.optimise`); small candidates are batched together so that one
-   forward/backward pass covers many candidates (bounded by ``max_samples`` atom samples);
+   (:mod:`~difffit_screen.optimise`; on the CPU every placement's whole search runs in the
+   compiled kernel, on CUDA one torch step covers a batch); candidates are batched (bounded
+   by ``max_samples`` atom samples a step), which never changes a candidate's fits;
 3. the final poses are clustered at ``cluster_shift`` Å / ``cluster_angle`` degrees
    (:mod:`~difffit_screen.cluster`); a cluster's size is its ``hits``;
 4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
@@ -343,10 +344,12 @@ class _Batcher:
 
     The search runs in the calling thread; clustering, refinement, scoring and the deeper
     search of a batch run in one worker thread (:meth:`later`) while the next batch is
-    searched, so the CPU work after a GPU search, or the single-threaded scoring beside a
-    CPU search that torch parallelises poorly, overlaps with the next search. Every change to
-    ``outcome`` (rows, failures, progress) goes through the worker's first-in first-out queue,
-    so rows come out in the order of the sequential run and the fits are the same.
+    searched, so the CPU work after a GPU search, or the single-threaded scoring beside the
+    CPU kernel's threads, overlaps with the next search (the refinement's few placements run
+    in the worker thread itself, not queued behind the search in the kernel's pool). Every
+    change to ``outcome`` (rows, failures, progress) goes through the worker's first-in
+    first-out queue, so rows come out in the order of the sequential run and the fits are the
+    same.
     """
 
     MAX_QUEUED = 2

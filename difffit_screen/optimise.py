@@ -1,4 +1,5 @@
-"""Batched rigid-body optimisation of many placements at once with Adam (numpy or torch).
+"""Batched rigid-body optimisation of many placements at once with Adam (compiled CPU kernel or
+torch).
 
 A placement ``k`` moves the centred coordinates ``x`` (``(N, 3)``, Å, centred on the candidate's
 fitted-atom centroid) to ``R_k @ x + t_k`` in the map frame. Adam optimises every placement's
@@ -10,9 +11,9 @@ atom motion at the radius of gyration (rotation), so they do not grow with the b
 
 Three ways to get the gradient, with the same loss and the same Adam loop:
 
-- ``"fused"`` (default on the CPU): the compiled kernel of :mod:`difffit_screen.kernels` reads
-  the value and gradient channels below and reduces them to force and torque in one pass; the
-  Adam loop runs on numpy arrays, so a CPU run never imports torch.
+- ``"fused"`` (default on the CPU): the compiled kernels of :mod:`difffit_screen.kernels` read
+  the gradient channels below and reduce them to force and torque in one pass, and run the
+  whole Adam loop of each placement in compiled code; a CPU run never imports torch.
 - ``"analytic"`` (default on CUDA): the volume carries its spatial gradient as three more channels
   (central differences at the grid points, trilinearly interpolated in between: what ChimeraX
   ``fitmap`` does), so one forward ``grid_sample`` gives every atom's value and gradient, and the
