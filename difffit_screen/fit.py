@@ -514,20 +514,24 @@ def read_ahead(items: Iterable, depth: int) -> Iterator:
     q: queue.Queue = queue.Queue(maxsize=max(1, depth))
     done, stop = object(), threading.Event()
 
+    def put(entry: tuple) -> bool:
+        """Queue ``entry`` unless the consumer has stopped (never blocks for good)."""
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def produce() -> None:
         try:
             for item in items:
-                while not stop.is_set():
-                    try:
-                        q.put((None, item), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put((None, item)):
                     return
-            q.put((None, done))
+            put((None, done))
         except BaseException as exc:  # handed to the consumer
-            q.put((exc, done))
+            put((exc, done))
 
     thread = threading.Thread(target=produce, name="difffit-read", daemon=True)
     thread.start()

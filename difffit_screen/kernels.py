@@ -41,8 +41,8 @@ def _compiled():
 
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
-    """One thread pool per thread count, shared by every caller (the search and the previous
-    batch's refinement submit to the same pool)."""
+    """One thread pool per thread count, shared by every caller (the search, and the deeper
+    searches that the scoring thread runs, submit to the same pool)."""
     return ThreadPoolExecutor(max_workers=threads, thread_name_prefix="difffit-kernel")
 
 
@@ -155,11 +155,11 @@ def dilate_mask(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
     towards ``p`` only shortens the offset, stays in the grid, and leaves the mask at an edge
     voxel. So the result is exactly the dilation, at the cost of the mask's surface.
     """
+    from .compiled_kernels import dilate
+
     mask = np.ascontiguousarray(mask, dtype=np.bool_)
     offsets = np.argwhere(ball) - (np.array(ball.shape) - 1) // 2  # (M, 3) [dz, dy, dx]
     out = np.zeros(mask.shape, dtype=np.bool_)
-    from .compiled_kernels import dilate
-
     dilate(mask, offsets.astype(np.int64), out)
     return out
 
@@ -183,11 +183,11 @@ def splat_trilinear(idx: np.ndarray, weights: np.ndarray, shape: tuple) -> np.nd
         float64 grid of ``shape`` (the transpose of trilinear interpolation applied to
         ``weights``: each grid point gets ``sum_n w_n prod_axes (1 - |idx_n - point|)``).
     """
+    from .compiled_kernels import splat
+
     idx = np.ascontiguousarray(idx, dtype=np.float64)
     if len(idx) and (idx.min() < 0 or np.any(idx.max(0) >= np.asarray(shape) - 1)):
         raise ValueError("splat_trilinear: points outside the grid")
     out = np.zeros(tuple(int(n) for n in shape))
-    from .compiled_kernels import splat
-
     splat(idx, np.ascontiguousarray(weights, dtype=np.float64), out)
     return out
