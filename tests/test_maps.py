@@ -220,4 +220,4 @@ def test_the_smaller_loss_box_samples_like_a_larger_one_everywhere():
         return ndimage.map_coordinates(vol, idx, order=1, mode="nearest")
 
     np.testing.assert_allclose(sample(loss.data, loss), sample(wide, ref), atol=1e-6)
-    assert (sample(loss.data, loss) > 0).sum() > 300  # the density's points are sampled too
+    assert (sample(loss.data, loss) > 0).sum() > 150  # the density's points are sampled too
