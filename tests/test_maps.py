@@ -187,3 +187,37 @@ def test_empty_box_around_the_density_is_cropped_away():
     full = prepare_map(m, threshold=0.886, resolution=4.0)
     assert a.mask.sum() == full.mask.sum()
     assert a.loss_volume.data.max() == pytest.approx(full.loss_volume.data.max(), abs=1e-5)
+
+
+def test_the_smaller_loss_box_samples_like_a_larger_one_everywhere():
+    """The loss volume's box stops at the smoothing's reach of the footprint: sampled with
+    border padding, it gives the values of the same volume computed on the (larger)
+    refinement box, inside the density, at the box edges and far outside it."""
+    from scipy import ndimage
+
+    from difffit_screen.maps import combine_levels, take_box
+
+    m = read_map(DEMO)
+    extra = 60
+    big = DensityMap(np.pad(m.data, extra), m.voxel_size, m.origin - extra * m.voxel_size)
+    prep = prepare_map(big, threshold=0.886, resolution=4.0)
+    loss, ref = prep.loss_volume, prep.refine_volume
+    assert np.prod(loss.data.shape) < 0.6 * np.prod(ref.data.shape)
+    lo = np.round((ref.origin - big.origin) / big.voxel_size).astype(int)[::-1]
+    hi = lo + np.array(ref.data.shape)
+    level0 = np.where(take_box(prep.mask, lo, hi, False),
+                      take_box(prep.normalised, lo, hi, 0.0), prep.negative).astype(np.float32)
+    wide = combine_levels(level0, prep.sigmas, prep.weights, big.voxel_size)
+    rng = np.random.default_rng(0)
+    lo_xyz = ref.origin - 30.0
+    hi_xyz = ref.origin + np.array(ref.data.shape[::-1]) * ref.voxel_size + 30.0
+    inside = np.argwhere(prep.mask)[:, ::-1] * big.voxel_size + big.origin
+    xyz = np.vstack([rng.uniform(lo_xyz, hi_xyz, (4000, 3)),
+                     inside[rng.choice(len(inside), 500)] + rng.normal(0, 1.0, (500, 3))])
+
+    def sample(vol, dmap):
+        idx = ((xyz - dmap.origin) / dmap.voxel_size)[:, ::-1].T
+        return ndimage.map_coordinates(vol, idx, order=1, mode="nearest")
+
+    np.testing.assert_allclose(sample(loss.data, loss), sample(wide, ref), atol=1e-6)
+    assert (sample(loss.data, loss) > 0).sum() > 150  # the density's points are sampled too
