@@ -118,6 +118,7 @@ def gradients(vol, x, owner, m, rot, trans, origin, inv_voxel, lo, hi, loss, gra
             grad_t[k, j] = out[1 + j]
             grad_w[k, j] = out[4 + j]
 
+
 @njit(nogil=True, cache=True, fastmath=True)
 def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, fracs,
              lo, hi, loss):
@@ -131,13 +132,12 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
     rk = np.empty((3, 3))
     rn = np.empty((3, 3))
     t = np.empty(3)
+    w = np.empty(3)  # the rotation increment of a step
     mom = np.empty(12)  # m_t, v_t, m_w, v_w
     for k in range(lo, hi):
         b = owner[k]
-        for p in range(3):
-            t[p] = trans[k, p]
-            for q in range(3):
-                r[p, q] = rot[k, p, q]
+        t[:] = trans[k]
+        r[:] = rot[k]
         mom[:] = 0.0
         c1 = 1.0
         c2 = 1.0
@@ -145,9 +145,6 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
             evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out, False)
             c1 *= b1
             c2 *= b2
-            w0 = 0.0
-            w1 = 0.0
-            w2 = 0.0
             for j in range(3):
                 gt, gw = out[1 + j], out[4 + j]
                 mom[j] = b1 * mom[j] + (1 - b1) * gt
@@ -156,15 +153,10 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
                 mom[9 + j] = b2 * mom[9 + j] + (1 - b2) * gw * gw
                 t[j] -= (lr_trans * fracs[it] / (1 - c1)) * mom[j] / (
                     np.sqrt(mom[3 + j] / (1 - c2)) + eps)
-                step = -(fracs[it] / (1 - c1)) * lr_rot[k] * mom[6 + j] / (
+                w[j] = -(fracs[it] / (1 - c1)) * lr_rot[k] * mom[6 + j] / (
                     np.sqrt(mom[9 + j] / (1 - c2)) + eps)
-                if j == 0:
-                    w0 = step
-                elif j == 1:
-                    w1 = step
-                else:
-                    w2 = step
-            # r <- exp([w]x) r (Rodrigues)
+            # r <- exp([w]x) r (Rodrigues, as optimise.rotvec_to_matrix)
+            w0, w1, w2 = w[0], w[1], w[2]
             th2 = w0 * w0 + w1 * w1 + w2 * w2
             if th2 < 1e-8:
                 sa = 1.0 - th2 / 6.0
@@ -188,10 +180,8 @@ def optimise(vol, x, owner, m, rot, trans, origin, inv_voxel, lr_trans, lr_rot, 
             r[:] = rn
         evaluate(vol, x, m, b, r, t, origin, inv_voxel, a, c, out, True)
         loss[k] = out[0]
-        for p in range(3):
-            trans[k, p] = t[p]
-            for q in range(3):
-                rot[k, p, q] = r[p, q]
+        trans[k] = t
+        rot[k] = r
 
 
 @njit(nogil=True, cache=True)

@@ -32,13 +32,6 @@ import numpy as np
 __all__ = ["dilate_mask", "optimise_rigid_bodies", "rigid_body_gradients", "splat_trilinear"]
 
 
-def _compiled():
-    """The compiled ``(gradients, optimise)`` range functions (numba imported on first use)."""
-    from . import compiled_kernels
-
-    return compiled_kernels.gradients, compiled_kernels.optimise
-
-
 @functools.cache
 def _pool(threads: int) -> ThreadPoolExecutor:
     """One thread pool per thread count, shared by every caller (the search, and the deeper
@@ -91,12 +84,14 @@ def optimise_rigid_bodies(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
     loss : np.ndarray
         ``(K,)`` float64 loss at the final poses.
     """
+    from .compiled_kernels import optimise
+
     k = len(rot)
     rot = np.array(rot, dtype=np.float64)
     trans = np.array(trans, dtype=np.float64)
     loss = np.empty(k)
     inv_voxel = (1.0 / np.asarray(voxel, np.float64)).astype(np.float32)
-    _run_chunks(_compiled()[1], k, threads,
+    _run_chunks(optimise, k, threads,
                 (volume, x, owner, m, rot, trans, np.asarray(origin, np.float32), inv_voxel,
                  float(lr_trans), np.ascontiguousarray(lr_rot, np.float64),
                  np.asarray(fracs, np.float64)), (loss,))
@@ -134,12 +129,14 @@ def rigid_body_gradients(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
         ``(K, 3)`` float32: minus the mean force, and minus the mean torque about the
         candidate's centroid (the gradient w.r.t. a left rotation increment).
     """
+    from .compiled_kernels import gradients
+
     k = len(rot)
     loss = np.empty(k, np.float32)
     grad_t = np.empty((k, 3), np.float32)
     grad_w = np.empty((k, 3), np.float32)
     inv_voxel = (1.0 / np.asarray(voxel, np.float64)).astype(np.float32)
-    _run_chunks(_compiled()[0], k, threads,
+    _run_chunks(gradients, k, threads,
                 (volume, x, owner, m, rot, trans, np.asarray(origin, np.float32), inv_voxel),
                 (loss, grad_t, grad_w))
     return loss, grad_t, grad_w

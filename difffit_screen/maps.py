@@ -504,8 +504,9 @@ def search_volumes(dmap: DensityMap, mask: np.ndarray, normalised: np.ndarray, s
         pad_a = 2.0 * max(sigmas, default=0.0)
     voxel_zyx = dmap.voxel_size[::-1]
     pad = np.maximum(np.ceil(pad_a / voxel_zyx).astype(int), 2)  # z, y, x
-    smoothing = np.ceil(3.0 * max(sigmas, default=0.0) / voxel_zyx).astype(int) + 2
-    reach = pad + np.ceil((3.0 * max(sigmas, default=0.0) + CROP_MARGIN_A) / voxel_zyx).astype(int)
+    smoothing_a = 3.0 * max(sigmas, default=0.0)  # the smoothing's reach (truncate=3)
+    smoothing = np.ceil(smoothing_a / voxel_zyx).astype(int) + 2
+    reach = pad + np.ceil((smoothing_a + CROP_MARGIN_A) / voxel_zyx).astype(int)
     # crop first, then compute: a big box's empty margin is never copied or transformed
     lo, hi = search_box(mask, pad, reach)
     refine = (clip_map(take_box(dmap.data, lo, hi, 0.0), scale) / scale).astype(np.float32)
