@@ -55,6 +55,8 @@ from .maps import (
     PreparedMap,
     contour_advice,
     file_sha256,
+    footprint_bounds,
+    index_box,
 )
 from .optimise import VolumeSampler, optimise_placements, resolve_device
 from .outputs import (
@@ -361,8 +363,10 @@ class _Batcher:
         self.sampler = VolumeSampler(prep.loss_volume, device)
         self.refine_sampler = VolumeSampler(prep.refine_volume, device)
         self.footprint = FootprintCorrelation(prep)
-        self.starts_pos = sample_positions(prep.mask, prep.raw.origin, prep.raw.voxel_size,
-                                           params.positions, params.seed)
+        lo, hi = footprint_bounds(prep.mask)  # whole-map scans would cost more than a fit
+        self.starts_pos = sample_positions(prep.mask[index_box(lo, hi)], prep.raw.origin,
+                                           prep.raw.voxel_size, params.positions, params.seed,
+                                           corner=lo)
         self.starts_rot = sample_rotations(params.rotations, params.seed)
         self.per = len(self.starts_pos) * len(self.starts_rot)  # start placements a candidate
         self.footprint_rg = footprint_radius(prep)
@@ -550,7 +554,7 @@ def read_ahead(items: Iterable, depth: int) -> Iterator:
 
 def footprint_radius(prep: PreparedMap) -> float:
     """Radius of gyration (Å) of the prepared map's footprint voxels (their centres)."""
-    kji = np.argwhere(prep.mask)
+    kji = np.argwhere(prep.mask[index_box(*footprint_bounds(prep.mask))])
     if len(kji) == 0:
         return 0.0
     xyz = kji[:, ::-1] * prep.raw.voxel_size

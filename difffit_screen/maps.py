@@ -257,13 +257,34 @@ def clip_map(data: np.ndarray, level: float) -> np.ndarray:
     return np.clip(data, -level, level).astype(np.float32, copy=False)
 
 
-def scaled_map(prep: PreparedMap) -> np.ndarray:
-    """The prepared map's raw values clipped at its robust level (see :func:`robust_scale`);
-    what the ranking score and the refinement read."""
+def clip_level(prep: PreparedMap) -> float:
+    """The prepared map's robust level (:func:`robust_scale`): the ranking score and the
+    refinement read the raw map clipped at it (:func:`clip_map`)."""
     level = prep.info.get("clip_level")
     if level is None:  # prepared by an older version: recompute
-        level = robust_scale(prep.raw.data[prep.mask])
-    return clip_map(prep.raw.data, float(level))
+        lo, hi = footprint_bounds(prep.mask)
+        box = index_box(lo, hi)
+        level = robust_scale(prep.raw.data[box][prep.mask[box]])
+    return float(level)
+
+
+def footprint_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bounding box ``[lo, hi)`` (``[z, y, x]`` indices) of the ``True`` voxels of
+    ``mask`` ``(nz, ny, nx)``; per-map work that only concerns the footprint reads this box,
+    not a whole-complex map's box. An empty mask gives an empty box at ``0``."""
+    lo = np.zeros(3, int)
+    hi = np.zeros(3, int)
+    for axis in range(3):
+        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        if hit.size == 0:
+            return np.zeros(3, int), np.zeros(3, int)
+        lo[axis], hi[axis] = hit[0], hit[-1] + 1
+    return lo, hi
+
+
+def index_box(lo: np.ndarray, hi: np.ndarray) -> tuple[slice, slice, slice]:
+    """The slices of the index range ``[lo, hi)`` (``[z, y, x]``, inside the array)."""
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
 
 
 VOLUME_PER_ATOM_A3 = 18.0
@@ -548,13 +569,8 @@ def search_box(mask: np.ndarray, pad: np.ndarray, reach: np.ndarray
     plus the smoothing's reach, the loss volume inside the box is the same as without the crop
     and points outside it sample the same constant.
     """
-    shape = np.array(mask.shape)
-    lo = np.empty(3, int)
-    hi = np.empty(3, int)
-    for axis in range(3):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo[axis], hi[axis] = hit[0], hit[-1] + 1
-    return np.maximum(lo - reach, -pad), np.minimum(hi + reach, shape + pad)
+    lo, hi = footprint_bounds(mask)
+    return np.maximum(lo - reach, -pad), np.minimum(hi + reach, np.array(mask.shape) + pad)
 
 
 def take_box(volume: np.ndarray, lo: np.ndarray, hi: np.ndarray, fill: float) -> np.ndarray:

@@ -48,6 +48,7 @@ def sample_positions(
     n: int,
     seed: int,
     jitter: bool = True,
+    corner: np.ndarray | None = None,
 ) -> np.ndarray:
     """Return ``(n, 3)`` start positions ``[x, y, z]`` (Å) spread over the footprint voxels.
 
@@ -55,9 +56,14 @@ def sample_positions(
     voxel drawn from ``seed``, gives positions that cover the whole density evenly (random
     draws cluster where the density is largest). Positions get a sub-voxel jitter. If the
     footprint has fewer than ``n`` voxels, voxels are reused (with different jitters).
+    ``corner`` (``[k, j, i]``, default zero) is the grid index of ``mask[0, 0, 0]`` when
+    ``mask`` is a crop of the map's grid (whose voxel ``[0, 0, 0]`` lies at ``origin``): a
+    crop to the footprint's bounding box gives the same positions as the whole mask.
     """
     rng = np.random.default_rng(seed)
     idx = np.argwhere(mask)  # (m, 3) [k, j, i]
+    if corner is not None:
+        idx = idx + np.asarray(corner, dtype=idx.dtype)
     if len(idx) == 0:
         raise ValueError("empty footprint: no start positions")
     pts = origin + idx[:, ::-1] * voxel_size  # (m, 3) xyz

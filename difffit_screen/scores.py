@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from .kernels import dilate_mask, splat_trilinear
-from .maps import DensityMap, PreparedMap, scaled_map
+from .maps import DensityMap, PreparedMap, clip_level, clip_map, footprint_bounds, index_box
 
 VOLUME_PER_ATOM_A3 = 18.0
 
@@ -103,15 +103,19 @@ def dilate(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
 class FootprintCorrelation:
     """Computes the size-independent ranking ``score`` of fits in one prepared map.
 
-    The footprint sums are computed once per map; each call simulates the candidate only in a
-    sub-box around its atoms (the box may extend beyond the map, where the map counts as zero).
+    The map is read clipped at its robust level (:func:`~difffit_screen.maps.clip_level`: a
+    hot voxel cannot dominate). The footprint sums are computed once per map, on the
+    footprint's bounding box; each call simulates the candidate only in a sub-box around its
+    atoms (the box may extend beyond the map, where the map counts as zero) and reads the map
+    in that sub-box alone, so the cost does not grow with a whole-complex map's box.
     """
 
     def __init__(self, prep: PreparedMap):
         self.prep = prep
         self.raw = prep.raw
-        self.values = scaled_map(prep)  # raw map clipped robustly: a hot voxel cannot dominate
-        vals = self.values[prep.mask].astype(np.float64)
+        self.level = clip_level(prep)
+        box = index_box(*footprint_bounds(prep.mask))
+        vals = clip_map(prep.raw.data[box][prep.mask[box]], self.level).astype(np.float64)
         self.fp_n = vals.size
         self.fp_sx = float(vals.sum())
         self.fp_sxx = float((vals * vals).sum())
@@ -164,7 +168,7 @@ class FootprintCorrelation:
         if np.all(b > a):
             src = tuple(slice(a[i], b[i]) for i in range(3))
             dst = tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))
-            target[dst] = self.values[src]
+            target[dst] = clip_map(self.raw.data[src], self.level)
             mask[dst] = self.prep.mask[src]
         env = self.envelope(sim, len(xyz))
         union = mask | env

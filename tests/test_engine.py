@@ -155,6 +155,39 @@ def test_scores_prefer_the_reference_pose_and_penalise_misfits():
     assert fc(good + 500.0, z) < 0
 
 
+def test_per_map_setup_in_a_big_box_gives_what_the_map_as_given_gives():
+    """The scoring, the start positions and the footprint's size read the footprint's
+    bounding box only (a whole-complex box costs what its density costs): the demo map
+    zero-padded by 60 voxels gives the same scores at a good and a misfit pose, the same
+    start positions (the crop's corner restores the grid) and the same footprint radius."""
+    from difffit_screen.fit import footprint_radius
+    from difffit_screen.maps import DensityMap, footprint_bounds, index_box
+
+    m = read_map(DEMO / "density2.mrc")
+    extra = 60
+    big = DensityMap(np.pad(m.data, extra), m.voxel_size, m.origin - extra * m.voxel_size)
+    small_prep = prepare_map(m, threshold=0.886, resolution=4.0)
+    big_prep = prepare_map(big, threshold=0.886, resolution=4.0)
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    ref = np.loadtxt(DATA / "reference_poses" / "I7MLV6_D3_pose_DERIVED.transform.txt")
+    z = atomic_numbers(atoms.element)
+    fc_small, fc_big = FootprintCorrelation(small_prep), FootprintCorrelation(big_prep)
+    for shift in (0.0, 6.0, 40.0):  # fitted, off by 6 Å, half outside the density
+        xyz = apply_matrix(atoms.xyz, ref) + np.array([shift, 0.0, 0.0])
+        a, b = fc_small.score_fit(xyz, z), fc_big.score_fit(xyz, z)
+        for key in ("footprint_cc", "local_cc"):
+            assert b[key] == pytest.approx(a[key], abs=1e-6)
+    assert fc_small.score_fit(apply_matrix(atoms.xyz, ref), z)["local_cc"] > 0.4
+    lo, hi = footprint_bounds(big_prep.mask)
+    assert np.all(lo > 50) and np.prod(hi - lo) < 0.05 * big_prep.mask.size
+    whole = sample_positions(big_prep.mask, big.origin, big.voxel_size, 30, seed=3)
+    crop = sample_positions(big_prep.mask[index_box(lo, hi)], big.origin, big.voxel_size, 30,
+                            seed=3, corner=lo)
+    np.testing.assert_array_equal(crop, whole)
+    assert footprint_radius(big_prep) == pytest.approx(footprint_radius(small_prep), rel=1e-9)
+    assert footprint_radius(small_prep) > 5.0
+
+
 @pytest.mark.parametrize("resolution", [3.0, 10.0, 20.0])
 def test_simulated_weights_close_to_the_exact_gaussian_sum(resolution):
     """Neighbour sums (high resolution) and the grid (low resolution) match brute force."""
