@@ -10,12 +10,26 @@ from numba import njit
 @njit(nogil=True, cache=True, fastmath=True, inline="always")
 def placement(vol, x, m, b, r, c, with_value):
     """Loss, force and ``G = sum_i m_i g_i x_i^T`` of one placement: atom ``i`` of
-    candidate ``b`` at voxel coordinates ``A x_i + c`` (``r`` = ``A``, the rotation with
-    the inverse voxel size folded into its rows). ``with_value`` False skips the value
-    channel (the loss is then 0): Adam's steps need only the gradient."""
+    candidate ``b`` (``x[b, :, i]``) at voxel coordinates ``A x_i + c`` (``r`` = ``A``, the
+    rotation with the inverse voxel size folded into its rows). ``with_value`` False skips
+    the value channel (the loss is then 0): Adam's steps need only the gradient.
+
+    The coordinates come as ``(B, 3, N)`` (one contiguous row per axis) and the volume is
+    read through its flat view with unsigned offsets: numba then emits no negative-index
+    wrap-around for the 24 reads of an atom, and the loop runs twice as fast as with signed
+    ``vol[z, y, x, channel]`` indexing of ``(B, N, 3)`` coordinates (measured on the search).
+    """
     nz, ny, nx = vol.shape[0], vol.shape[1], vol.shape[2]
+    flat = vol.reshape(-1)
+    sy = np.uint64(4 * nx)  # offsets of the next row and slice in the flat view
+    sz = np.uint64(4 * nx * ny)
     xm, ym, zm = np.float32(nx - 1.0), np.float32(ny - 1.0), np.float32(nz - 1.0)
     zero, one = np.float32(0.0), np.float32(1.0)
+    u1, u2, u3, u4 = np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4)
+    u5, u6, u7 = np.uint64(5), np.uint64(6), np.uint64(7)
+    r0, r1, r2, r3, r4, r5, r6, r7, r8 = r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
+    c0, c1, c2 = c[0], c[1], c[2]
+    xs, ys, zs, ws = x[b, 0], x[b, 1], x[b, 2], m[b]
     v = 0.0
     f0 = 0.0
     f1 = 0.0
@@ -29,42 +43,41 @@ def placement(vol, x, m, b, r, c, with_value):
     g20 = 0.0
     g21 = 0.0
     g22 = 0.0
-    for i in range(x.shape[1]):
-        w = m[b, i]
-        if w == 0.0:
-            continue
-        x0, x1, x2 = x[b, i, 0], x[b, i, 1], x[b, i, 2]
-        ux = min(max(r[0] * x0 + r[1] * x1 + r[2] * x2 + c[0], zero), xm)  # "border"
-        uy = min(max(r[3] * x0 + r[4] * x1 + r[5] * x2 + c[1], zero), ym)
-        uz = min(max(r[6] * x0 + r[7] * x1 + r[8] * x2 + c[2], zero), zm)
+    for i in range(xs.shape[0]):
+        w = ws[i]  # 0 for padding: its terms vanish (no branch: the loop stays straight)
+        x0, x1, x2 = xs[i], ys[i], zs[i]
+        ux = min(max(r0 * x0 + r1 * x1 + r2 * x2 + c0, zero), xm)  # "border"
+        uy = min(max(r3 * x0 + r4 * x1 + r5 * x2 + c1, zero), ym)
+        uz = min(max(r6 * x0 + r7 * x1 + r8 * x2 + c2, zero), zm)
         ix = min(int(ux), nx - 2)
         iy = min(int(uy), ny - 2)
         iz = min(int(uz), nz - 2)
         ax, ay, az = ux - ix, uy - iy, uz - iz
         bx, by, bz = one - ax, one - ay, one - az
-        sv = zero
-        s0 = zero
-        s1 = zero
-        s2 = zero
-        for dz in range(2):
-            wz = az if dz else bz
-            for dy in range(2):
-                wyz = wz * (ay if dy else by)
-                row = vol[iz + dz, iy + dy]
-                cc = wyz * bx
-                if with_value:
-                    sv += cc * row[ix, 0]
-                s0 += cc * row[ix, 1]
-                s1 += cc * row[ix, 2]
-                s2 += cc * row[ix, 3]
-                cc = wyz * ax
-                if with_value:
-                    sv += cc * row[ix + 1, 0]
-                s0 += cc * row[ix + 1, 1]
-                s1 += cc * row[ix + 1, 2]
-                s2 += cc * row[ix + 1, 3]
+        q00 = np.uint64(iz) * sz + np.uint64(iy) * sy + np.uint64(ix) * u4  # corner (0, 0)
+        q01 = q00 + sy  # (z, y + 1)
+        q10 = q00 + sz  # (z + 1, y)
+        q11 = q10 + sy
+        w00, w01, w10, w11 = bz * by, bz * ay, az * by, az * ay
+        s0 = (w00 * (bx * flat[q00 + u1] + ax * flat[q00 + u5])
+              + w01 * (bx * flat[q01 + u1] + ax * flat[q01 + u5])
+              + w10 * (bx * flat[q10 + u1] + ax * flat[q10 + u5])
+              + w11 * (bx * flat[q11 + u1] + ax * flat[q11 + u5]))
+        s1 = (w00 * (bx * flat[q00 + u2] + ax * flat[q00 + u6])
+              + w01 * (bx * flat[q01 + u2] + ax * flat[q01 + u6])
+              + w10 * (bx * flat[q10 + u2] + ax * flat[q10 + u6])
+              + w11 * (bx * flat[q11 + u2] + ax * flat[q11 + u6]))
+        s2 = (w00 * (bx * flat[q00 + u3] + ax * flat[q00 + u7])
+              + w01 * (bx * flat[q01 + u3] + ax * flat[q01 + u7])
+              + w10 * (bx * flat[q10 + u3] + ax * flat[q10 + u7])
+              + w11 * (bx * flat[q11 + u3] + ax * flat[q11 + u7]))
         ww = np.float64(w)
-        v += ww * sv
+        if with_value:
+            sv = (w00 * (bx * flat[q00] + ax * flat[q00 + u4])
+                  + w01 * (bx * flat[q01] + ax * flat[q01 + u4])
+                  + w10 * (bx * flat[q10] + ax * flat[q10 + u4])
+                  + w11 * (bx * flat[q11] + ax * flat[q11 + u4]))
+            v += ww * sv
         d0, d1, d2 = ww * s0, ww * s1, ww * s2
         f0 += d0
         f1 += d1

@@ -53,6 +53,12 @@ def _run_chunks(fn, k: int, threads: int, head: tuple, tail: tuple) -> None:
         job.result()
 
 
+def _by_axis(x: np.ndarray) -> np.ndarray:
+    """``(B, N, 3)`` coordinates as the compiled loops read them: ``(B, 3, N)`` float32,
+    C-contiguous (one row per axis)."""
+    return np.ascontiguousarray(np.transpose(x, (0, 2, 1)), dtype=np.float32)
+
+
 def optimise_rigid_bodies(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
                           m: np.ndarray, rot: np.ndarray, trans: np.ndarray,
                           origin: np.ndarray, voxel: np.ndarray, lr_trans: float,
@@ -92,8 +98,8 @@ def optimise_rigid_bodies(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
     loss = np.empty(k)
     inv_voxel = (1.0 / np.asarray(voxel, np.float64)).astype(np.float32)
     _run_chunks(optimise, k, threads,
-                (volume, x, owner, m, rot, trans, np.asarray(origin, np.float32), inv_voxel,
-                 float(lr_trans), np.ascontiguousarray(lr_rot, np.float64),
+                (volume, _by_axis(x), owner, m, rot, trans, np.asarray(origin, np.float32),
+                 inv_voxel, float(lr_trans), np.ascontiguousarray(lr_rot, np.float64),
                  np.asarray(fracs, np.float64)), (loss,))
     return rot, trans, loss
 
@@ -137,7 +143,8 @@ def rigid_body_gradients(volume: np.ndarray, x: np.ndarray, owner: np.ndarray,
     grad_w = np.empty((k, 3), np.float32)
     inv_voxel = (1.0 / np.asarray(voxel, np.float64)).astype(np.float32)
     _run_chunks(gradients, k, threads,
-                (volume, x, owner, m, rot, trans, np.asarray(origin, np.float32), inv_voxel),
+                (volume, _by_axis(x), owner, m, rot, trans, np.asarray(origin, np.float32),
+                 inv_voxel),
                 (loss, grad_t, grad_w))
     return loss, grad_t, grad_w
 
