@@ -238,3 +238,69 @@ def splat(idx, weights, out):
                 wij = wi * (b if dj else 1.0 - b)
                 out[i + di, j + dj, k] += wij * (1.0 - c)
                 out[i + di, j + dj, k + 1] += wij * c
+
+
+@njit(nogil=True, cache=True)
+def leader_clusters(order, rot, centroid, shift, angle, labels, leaders):
+    """Leader clustering of poses visited in ``order`` (best first): each unlabelled pose
+    leads a cluster and takes every later unlabelled pose within ``shift`` Å and ``angle``
+    degrees. Fills ``labels`` (-1 on entry) and ``leaders``; returns the cluster count."""
+    n_lead = 0
+    k = order.shape[0]
+    for a in range(k):
+        lead = order[a]
+        if labels[lead] >= 0:
+            continue
+        labels[lead] = n_lead
+        leaders[n_lead] = lead
+        for q in range(a + 1, k):
+            j = order[q]
+            if labels[j] >= 0:
+                continue
+            d0 = centroid[j, 0] - centroid[lead, 0]
+            d1 = centroid[j, 1] - centroid[lead, 1]
+            d2 = centroid[j, 2] - centroid[lead, 2]
+            if np.sqrt(d0 * d0 + d1 * d1 + d2 * d2) > shift:
+                continue
+            trace = 0.0
+            for p in range(3):
+                for s in range(3):
+                    trace += rot[lead, p, s] * rot[j, p, s]
+            cos = min(max((trace - 1.0) / 2.0, -1.0), 1.0)
+            if np.degrees(np.arccos(cos)) < angle:
+                labels[j] = n_lead
+        n_lead += 1
+    return n_lead
+
+
+@njit(nogil=True, cache=True)
+def correlate_axis(src, taps, axis, out):
+    """``out`` = ``src`` ``(nz, ny, nx)`` correlated along ``axis`` with the centred odd
+    ``taps``, zero beyond the grid. Each output slice (axis 0), row (axis 1) or row
+    (axis 2) takes all its taps while it is in cache; the innermost loop runs along
+    contiguous memory with unsigned offsets into the flat views (no wrap-around checks)."""
+    nz, ny, nx = src.shape
+    r = (taps.shape[0] - 1) // 2
+    a = src.reshape(-1)
+    b = out.reshape(-1)
+    b[:] = 0.0
+    plane = ny * nx
+    for z in range(nz):
+        for y in range(ny if axis > 0 else 1):
+            width = plane if axis == 0 else nx  # the output block: a slice or a row
+            o = np.uint64(z * plane + y * nx)
+            for t in range(taps.shape[0]):
+                w = taps[t]
+                d = t - r
+                if axis == 2:  # shift within the row
+                    lo = max(0, -d)
+                    hi = min(nx, nx - d)
+                    for j in range(np.uint64(lo), np.uint64(max(hi, lo))):
+                        b[o + j] += w * a[np.uint64(z * plane + y * nx + d) + j]
+                    continue
+                k = (z if axis == 0 else y) + d  # the source slice or row
+                if k < 0 or k >= (nz if axis == 0 else ny):
+                    continue
+                i = np.uint64(k * plane if axis == 0 else z * plane + k * nx)
+                for j in range(np.uint64(width)):
+                    b[o + j] += w * a[i + j]

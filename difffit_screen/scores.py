@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .kernels import dilate_mask, splat_trilinear
+from .kernels import dilate_mask, gaussian_blur, splat_trilinear
 from .maps import DensityMap, PreparedMap, clip_level, clip_map, footprint_bounds, index_box
 
 VOLUME_PER_ATOM_A3 = 18.0
@@ -138,8 +138,7 @@ class FootprintCorrelation:
         hi = np.floor(f.max(0)).astype(int) + pad + 2
         shape = (hi - lo)[::-1]  # z, y, x
         sim = splat_trilinear((f - lo)[:, ::-1], z, tuple(shape))
-        sim = ndimage.gaussian_filter(sim, sigma=self.sigma_a / vs[::-1],
-                                      mode="constant", truncate=3.0)
+        sim = gaussian_blur(sim, self.sigma_a / vs[::-1], truncate=3.0)
         return sim, lo[::-1]
 
     def __call__(self, xyz: np.ndarray, z: np.ndarray) -> float:

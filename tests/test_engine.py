@@ -136,6 +136,39 @@ def test_clustering_groups_within_tolerance_only():
     assert list(perm[leaders_p]) == [0, 2, 4]
 
 
+def test_clustering_matches_a_brute_force_leader_clustering():
+    """The compiled clustering equals leader clustering written out with scipy's rotation
+    distances, on poses that form tight groups, loose chains and singletons (ties broken by
+    index)."""
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(-10, 10, (12, 3))
+    base = Rotation.random(12, random_state=6)
+    g = rng.integers(0, 12, 400)
+    cents = centres[g] + rng.normal(0, 1.5, (400, 3))
+    rots = (Rotation.from_rotvec(rng.normal(0, 0.06, (400, 3))) * base[g]).as_matrix()
+    score = np.round(rng.normal(size=400), 1)  # many ties
+    labels, leaders = cluster_poses(rots, cents, score)
+    order = sorted(range(400), key=lambda i: (-score[i], i))
+    ref = np.full(400, -1)
+    ref_leaders = []
+    for i in order:
+        if ref[i] >= 0:
+            continue
+        ref[i] = len(ref_leaders)
+        for j in order:
+            if ref[j] < 0 and np.linalg.norm(cents[j] - cents[i]) <= 3.0:
+                turn = Rotation.from_matrix(rots[j] @ rots[i].T).magnitude()
+                if np.degrees(turn) < 6.0:
+                    ref[j] = len(ref_leaders)
+        ref_leaders.append(i)
+    assert 12 < len(leaders) < 400
+    np.testing.assert_array_equal(leaders, ref_leaders)
+    np.testing.assert_array_equal(labels, ref)
+    empty_labels, empty_leaders = cluster_poses(np.zeros((0, 3, 3)), np.zeros((0, 3)),
+                                                np.zeros(0))
+    assert empty_labels.size == 0 and empty_leaders.size == 0
+
+
 def test_scores_prefer_the_reference_pose_and_penalise_misfits():
     m = read_map(DEMO / "density2.mrc")
     prep = prepare_map(m, threshold=0.886, resolution=4.0)
@@ -333,3 +366,26 @@ def test_trilinear_splat_keeps_mass_and_centre():
     assert np.count_nonzero(one) == 4
     with pytest.raises(ValueError, match="outside"):
         splat_trilinear(np.array([[6.5, 1.0, 1.0]]), np.array([1.0]), shape)
+
+
+@pytest.mark.parametrize("sigma", [(0.66, 0.66, 0.66), (1.2, 0.9, 0.5), (3.0, 0.0, 2.5)])
+def test_gaussian_blur_equals_ndimage_and_keeps_its_input(sigma):
+    """The scoring's compiled blur gives scipy's ``gaussian_filter`` (zero beyond the grid,
+    the same taps) on boxes wider and narrower than the kernel, per-axis sigmas, a sigma of
+    zero (that axis untouched), and leaves its input as it was."""
+    from scipy import ndimage
+
+    from difffit_screen.kernels import gaussian_blur
+
+    rng = np.random.default_rng(4)
+    for shape in ((21, 17, 13), (3, 4, 2)):
+        a = rng.normal(size=shape)
+        before = a.copy()
+        ours = gaussian_blur(a, np.array(sigma))
+        ref = ndimage.gaussian_filter(a, sigma, mode="constant", truncate=3.0)
+        np.testing.assert_allclose(ours, ref, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(a, before)
+    # mass is kept away from the edges
+    spike = np.zeros((25, 25, 25))
+    spike[12, 12, 12] = 3.0
+    assert gaussian_blur(spike, np.array(sigma)).sum() == pytest.approx(3.0, rel=1e-12)
