@@ -46,7 +46,14 @@ from scipy.spatial.transform import Rotation
 
 from .annotations import row_annotation
 from .cluster import cluster_poses
-from .devices import Device, describe_device, format_device, label_device
+from .devices import (
+    Device,
+    cpu_threads,
+    describe_device,
+    format_device,
+    label_device,
+    resolve_device,
+)
 from .domains.plddt import confident_fraction
 from .errors import InputError
 from .maps import (
@@ -58,7 +65,7 @@ from .maps import (
     footprint_bounds,
     index_box,
 )
-from .optimise import VolumeSampler, optimise_placements, resolve_device
+from .optimise import VolumeSampler, optimise_placements
 from .outputs import (
     UniqueNames,
     atomic_write,
@@ -346,19 +353,21 @@ class _Batcher:
 
     The search runs in the calling thread; clustering, refinement, scoring and the deeper
     search of a batch run in one worker thread (:meth:`later`) while the next batch is
-    searched, so the CPU work after a GPU search, or the single-threaded scoring beside the
-    CPU kernel's threads, overlaps with the next search (the refinement's few placements run
-    in the worker thread itself, not queued behind the search in the kernel's pool). Every
-    change to ``outcome`` (rows, failures, progress) goes through the worker's first-in
-    first-out queue, so rows come out in the order of the sequential run and the fits are the
-    same.
+    searched, so the CPU work after a GPU search, or the scoring beside the CPU kernel's
+    threads, overlaps with the next search. The worker computes the candidates' rows on
+    ``scoring_threads`` threads (:meth:`map_rows`; default :func:`~difffit_screen.devices.
+    cpu_threads`: once the search is fast, on a GPU or on many cores, one scoring thread would
+    be the bottleneck); the refinement's few placements run in those threads themselves, not
+    queued behind the search in the kernel's pool. Every change to ``outcome`` (rows,
+    failures, progress) is made by the worker in the candidates' order, so rows come out in
+    the order of the sequential run and the fits are the same whatever the threads.
     """
 
     MAX_QUEUED = 2
     """Batches waiting for the worker before the search waits for it (bounds memory)."""
 
     def __init__(self, prep: PreparedMap, params: FitParams, device: Device,
-                 outcome: FitOutcome, bar):
+                 outcome: FitOutcome, bar, scoring_threads: int | None = None):
         self.prep, self.params, self.outcome, self.bar = prep, params, outcome, bar
         self.sampler = VolumeSampler(prep.loss_volume, device)
         self.refine_sampler = VolumeSampler(prep.refine_volume, device)
@@ -373,6 +382,27 @@ class _Batcher:
         self.pending: list[_Prepared] = []
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difffit-score")
         self.queued: list[Future] = []
+        n = scoring_threads or cpu_threads()
+        self.scorers = (ThreadPoolExecutor(max_workers=n, thread_name_prefix="difffit-rows")
+                        if n > 1 else None)
+
+    def map_rows(self, items: list[tuple[_Prepared, tuple]], n_refine: int | None = None
+                 ) -> list[tuple[list[dict] | Exception, float]]:
+        """``_rows_for_candidate`` of each ``(candidate, poses)`` on the scoring threads, in
+        the items' order: the rows, or the exception that stopped them, and the seconds."""
+        def rows_of(item):
+            t1 = time.perf_counter()
+            try:
+                rows = _rows_for_candidate(item[0], item[1], self.prep, self.refine_sampler,
+                                           self.footprint, self.params, n_refine)
+            except Exception as exc:
+                log.debug("scoring failed:\n%s", traceback.format_exc())
+                rows = exc
+            return rows, time.perf_counter() - t1
+
+        if self.scorers is None or len(items) < 2:
+            return [rows_of(item) for item in items]
+        return list(self.scorers.map(rows_of, items))
 
     def later(self, fn, *args) -> None:
         """Run ``fn(*args)`` in the worker thread, after everything queued before it."""
@@ -387,6 +417,8 @@ class _Batcher:
                 self.queued.pop(0).result()
         finally:
             self.worker.shutdown(wait=True)
+            if self.scorers is not None:
+                self.scorers.shutdown(wait=True)
 
     def add(self, cand: _Prepared) -> None:
         """Queue a prepared candidate; fit the queue once it holds ``bucket_window``."""
@@ -433,29 +465,20 @@ class _Batcher:
         """Rows of a searched batch (in the worker thread), then its deeper searches."""
         self.outcome.search_samples += n_samples
         self.outcome.search_seconds += t_search
+        items = list(zip(batch, results, strict=True))
         deeper: list[tuple[_Prepared, tuple]] = []
-        for c, poses in zip(batch, results, strict=True):
-            t1 = time.perf_counter()
-            if self.score(c, poses):
-                deeper.append((c, poses))
+        for (c, poses), (rows, seconds) in zip(items, self.map_rows(items), strict=True):
+            if isinstance(rows, Exception):
+                self.outcome.failures.append(_failure(c, f"refinement failed: {rows}"))
+            else:
+                self.outcome.fits.extend(rows)
+                if needs_deeper_search(c, rows, self.footprint_rg, self.params):
+                    deeper.append((c, poses))
             share = self.per * len(c.search) * self.params.iterations / max(n_samples, 1)
-            self.outcome.seconds[c.atoms.name] = share * t_search + time.perf_counter() - t1
+            self.outcome.seconds[c.atoms.name] = share * t_search + seconds
             self.bar.update(1)
-        _deepen(deeper, self.outcome, self.prep, self.sampler, self.refine_sampler,
-                self.footprint, self.starts_pos, self.params)
-
-    def score(self, cand: _Prepared, poses: tuple) -> bool:
-        """Add a searched candidate's rows (or a failure row); whether it needs the deeper
-        search."""
-        try:
-            rows = _rows_for_candidate(cand, poses, self.prep, self.refine_sampler,
-                                       self.footprint, self.params)
-            self.outcome.fits.extend(rows)
-            return needs_deeper_search(cand, rows, self.footprint_rg, self.params)
-        except Exception as exc:
-            log.debug("scoring failed:\n%s", traceback.format_exc())
-            self.outcome.failures.append(_failure(cand, f"refinement failed: {exc}"))
-            return False
+        _deepen(deeper, self.outcome, self.sampler, self.starts_pos, self.params,
+                self.map_rows)
 
 
 def _failure(cand: _Prepared, reason: str, stage: str = "fit") -> dict:
@@ -578,10 +601,10 @@ def needs_deeper_search(cand: _Prepared, rows: list[dict], footprint_rg: float,
         room >= params.deepen_ratio
 
 
-def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: PreparedMap,
-            sampler: VolumeSampler, refine_sampler: VolumeSampler,
-            footprint: FootprintCorrelation, starts_pos: np.ndarray, params: FitParams) -> None:
-    """Search ``todo`` candidates again from ``deepen_factor`` x rotations; redo their rows."""
+def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: VolumeSampler,
+            starts_pos: np.ndarray, params: FitParams, map_rows) -> None:
+    """Search ``todo`` candidates again from ``deepen_factor`` x rotations; redo their rows
+    (``map_rows``: :meth:`_Batcher.map_rows`)."""
     if not todo or params.deepen_factor <= 0:
         return
     rotations = sample_rotations(params.rotations * params.deepen_factor, params.seed + 1)
@@ -598,16 +621,14 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: Prep
     n_samples = sum(per * len(c.search) for c in cands) * params.iterations
     outcome.search_samples += n_samples
     outcome.search_seconds += t_search
-    for (cand, first), extra in zip(todo, results, strict=True):
-        t1 = time.perf_counter()
-        poses = tuple(np.concatenate([a, b]) for a, b in zip(first, extra, strict=True))
+    items = [(cand, tuple(np.concatenate([a, b]) for a, b in zip(first, extra, strict=True)))
+             for (cand, first), extra in zip(todo, results, strict=True)]
+    scored = map_rows(items, params.refine_top * (1 + params.deepen_factor))
+    for (cand, poses), (rows, seconds) in zip(items, scored, strict=True):
         name = cand.atoms.name
-        try:
-            rows = _rows_for_candidate(cand, poses, prep, refine_sampler, footprint, params,
-                                       params.refine_top * (1 + params.deepen_factor))
-        except Exception:
-            log.warning("%s: deeper search not scored; keeping the first search's fits:\n%s",
-                        name, traceback.format_exc())
+        if isinstance(rows, Exception):
+            log.warning("%s: deeper search not scored (%s); keeping the first search's fits",
+                        name, rows)
             continue
         old = [r for r in outcome.fits if r["candidate"] == name]
         outcome.fits[:] = [r for r in outcome.fits if r["candidate"] != name] + rows
@@ -615,8 +636,7 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, prep: Prep
                  len(poses[0]), old[0]["score"], rows[0]["score"], old[0]["hits"],
                  rows[0]["hits"])
         share = per * len(cand.search) * params.iterations / max(n_samples, 1)
-        outcome.seconds[name] = (outcome.seconds.get(name, 0.0) + share * t_search
-                                 + time.perf_counter() - t1)
+        outcome.seconds[name] = outcome.seconds.get(name, 0.0) + share * t_search + seconds
 
 
 # --- output --------------------------------------------------------------------------------

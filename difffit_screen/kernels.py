@@ -9,7 +9,8 @@
   samples or posed coordinates to memory; the Adam state is float64. A placement stays in
   one thread for all its iterations (its atoms' neighbourhood stays in cache), and no Python
   runs between steps. :func:`rigid_body_gradients` is one such step.
-- :func:`dilate_mask` (the ``local_cc`` shell) and :func:`splat_trilinear` (simulated maps).
+- :func:`dilate_mask` (the ``local_cc`` shell), :func:`splat_trilinear` and
+  :func:`gaussian_blur` (simulated maps).
 
 The loops are in :mod:`difffit_screen.compiled_kernels` (numba is imported on first use and
 the machine code is cached on disk). Placements are split into chunks run on one thread pool

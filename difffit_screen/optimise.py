@@ -44,15 +44,6 @@ if TYPE_CHECKING:
     import torch
 
 
-def resolve_device(device: str = "auto") -> Device:
-    """Return the :class:`~difffit_screen.devices.Device` for ``"auto"``, ``"cpu"``, ``"cuda"``
-    (see :func:`difffit_screen.devices.resolve_device`: CUDA asked for and absent is an
-    error)."""
-    from .devices import resolve_device as resolve
-
-    return resolve(device)
-
-
 class VolumeSampler:
     """Trilinear sampling of one map volume at world coordinates.
 

@@ -446,8 +446,9 @@ def reference_pose():
 
 @pytest.mark.parametrize("hot", [1000.0, 1e30])
 def test_hot_voxel_does_not_move_score_or_refined_pose(reference_pose, hot):
+    from difffit_screen.devices import resolve_device
     from difffit_screen.fit import FitParams, _refine, prepare_candidate
-    from difffit_screen.optimise import VolumeSampler, resolve_device
+    from difffit_screen.optimise import VolumeSampler
 
     atoms, ref = reference_pose
     dmap = read_map(MAP)

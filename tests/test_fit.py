@@ -250,6 +250,31 @@ def test_a_candidate_gets_the_same_search_alone_and_in_company():
         np.testing.assert_allclose(a["matrix"], b["matrix"], atol=1e-3)
 
 
+def test_scoring_threads_do_not_change_rows_or_their_order(monkeypatch):
+    """The rows of a batch (and of its deeper searches) are computed on several scoring
+    threads when the machine has them: the same rows, in the same order, with the same
+    failures, as with one thread."""
+    import difffit_screen.fit as fit_module
+
+    p = FitParams(models=0, deepen_ratio=0.5, positions=5, rotations=32, deepen_factor=3)
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    files = [str(DEMO / f"{n}.pdb") for n in PARALOGS] + sorted(
+        str(f) for f in (DEMO / "decoys").glob("*.pdb.gz"))[:5]
+    files.insert(2, str(DEMO / "decoys" / "A0A1D1V0D1.pdb.gz"))  # searched again
+
+    def run(threads):
+        monkeypatch.setattr(fit_module, "cpu_threads", lambda: threads)
+        return fit_candidates(prep, iter_candidates(files, p), p, progress=False)
+
+    one, three = run(1), run(3)
+    assert any(r["n_starts"] > 160 for r in one.fits)  # a deeper search was scored
+    assert [r["candidate"] for r in one.fits] == [r["candidate"] for r in three.fits]
+    for a, b in zip(one.fits, three.fits, strict=True):
+        assert a["score"] == b["score"] and a["hits"] == b["hits"]
+        np.testing.assert_array_equal(a["matrix"], b["matrix"])
+    assert one.failures == three.failures
+
+
 def test_ranking_and_significance_do_not_depend_on_the_shards(tmp_path):
     """The same library fitted as one shard or as three, then aggregated: identical rankings
     (candidates, ranks, scores, hits, starts, poses) and q-values, computed once over the

@@ -40,9 +40,9 @@ def params_from_args(args: argparse.Namespace) -> FitParams:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``difffit-screen fit``; exit status 1 only when nothing could be fitted."""
+    from ..devices import resolve_device
     from ..fit import median_molecular_volume, run_fit
     from ..maps import ContourError
-    from ..optimise import resolve_device
     from ..outputs import prepare_output_dir
 
     params = params_from_args(args)
