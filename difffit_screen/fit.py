@@ -12,8 +12,9 @@ For each candidate:
 3. the final poses are clustered at ``cluster_shift`` Å / ``cluster_angle`` degrees
    (:mod:`~difffit_screen.cluster`); a cluster's size is its ``hits``;
 4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
-   the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``), re-clustered, scored
-   (:mod:`~difffit_screen.scores`) and written as rows of the ``fits`` table;
+   the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``; on the CPU's
+   compiled search whatever the device), re-clustered, scored (:mod:`~difffit_screen.scores`)
+   and written as rows of the ``fits`` table;
 5. a deeper search, decided for each candidate on its own (never by how other candidates of the
    run scored, so that a candidate gets the same search alone, in any shard or in any library):
    a candidate whose best cluster has fewer than ``deepen_hits`` hits (a best pose that the
@@ -370,7 +371,10 @@ class _Batcher:
                  outcome: FitOutcome, bar, scoring_threads: int | None = None):
         self.prep, self.params, self.outcome, self.bar = prep, params, outcome, bar
         self.sampler = VolumeSampler(prep.loss_volume, device)
-        self.refine_sampler = VolumeSampler(prep.refine_volume, device)
+        # the refinement's few placements run in the scoring threads, always on the CPU's
+        # compiled search: on a GPU run too (no kernel launches under the GIL from many
+        # threads), so refined poses do not depend on the device
+        self.refine_sampler = VolumeSampler(prep.refine_volume, "cpu")
         self.footprint = FootprintCorrelation(prep)
         lo, hi = footprint_bounds(prep.mask)  # whole-map scans would cost more than a fit
         self.starts_pos = sample_positions(prep.mask[index_box(lo, hi)], prep.raw.origin,
