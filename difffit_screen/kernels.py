@@ -199,16 +199,22 @@ def splat_trilinear(idx: np.ndarray, weights: np.ndarray, shape: tuple) -> np.nd
     return out
 
 
-def gaussian_blur(volume: np.ndarray, sigma: np.ndarray, truncate: float = 3.0) -> np.ndarray:
+def gaussian_blur(volume: np.ndarray, sigma: np.ndarray, truncate: float = 3.0,
+                  overwrite_input: bool = False) -> np.ndarray:
     """Gaussian smoothing of ``volume`` ``(nz, ny, nx)`` with ``sigma`` voxels per axis
     (``[z, y, x]``), zero beyond the grid: ``scipy.ndimage.gaussian_filter(volume, sigma,
     mode="constant", truncate=truncate)`` (the same taps, to float64 rounding), three passes
-    of a compiled correlation instead of ndimage's line buffers (3x faster on the scoring's
-    sub-boxes).
+    of a compiled correlation instead of ndimage's line buffers. With ``overwrite_input`` a
+    C-contiguous float64 ``volume`` serves as one of the two buffers the passes alternate
+    between (no copy; its values are then lost): a fresh megabyte-sized array costs its page
+    faults, as much as a pass.
     """
     from .compiled_kernels import correlate_axis
 
-    data = np.array(volume, dtype=np.float64, order="C")  # a copy: the passes swap buffers
+    if overwrite_input:
+        data = np.ascontiguousarray(volume, dtype=np.float64)
+    else:
+        data = np.array(volume, dtype=np.float64, order="C")  # the passes swap buffers
     tmp = np.empty_like(data)
     for axis, s in enumerate(np.broadcast_to(np.asarray(sigma, dtype=np.float64), (3,))):
         if s <= 0:

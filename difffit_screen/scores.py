@@ -138,7 +138,7 @@ class FootprintCorrelation:
         hi = np.floor(f.max(0)).astype(int) + pad + 2
         shape = (hi - lo)[::-1]  # z, y, x
         sim = splat_trilinear((f - lo)[:, ::-1], z, tuple(shape))
-        sim = gaussian_blur(sim, self.sigma_a / vs[::-1], truncate=3.0)
+        sim = gaussian_blur(sim, self.sigma_a / vs[::-1], truncate=3.0, overwrite_input=True)
         return sim, lo[::-1]
 
     def __call__(self, xyz: np.ndarray, z: np.ndarray) -> float:
