@@ -63,8 +63,6 @@ from .maps import (
     PreparedMap,
     contour_advice,
     file_sha256,
-    footprint_bounds,
-    index_box,
 )
 from .optimise import VolumeSampler, optimise_placements
 from .outputs import (
@@ -356,10 +354,10 @@ class _Batcher:
     search of a batch run in one worker thread (:meth:`later`) while the next batch is
     searched, so the CPU work after a GPU search, or the scoring beside the CPU kernel's
     threads, overlaps with the next search. The worker computes the candidates' rows on
-    ``scoring_threads`` threads (:meth:`map_rows`; default :func:`~difffit_screen.devices.
-    cpu_threads`: once the search is fast, on a GPU or on many cores, one scoring thread would
-    be the bottleneck); the refinement's few placements run in those threads themselves, not
-    queued behind the search in the kernel's pool. Every change to ``outcome`` (rows,
+    :func:`~difffit_screen.devices.cpu_threads` threads (:meth:`map_rows`: once the search is
+    fast, on a GPU or on many cores, one scoring thread would be the bottleneck); the
+    refinement's few placements run in those threads themselves, not queued behind the search
+    in the kernel's pool. Every change to ``outcome`` (rows,
     failures, progress) is made by the worker in the candidates' order, so rows come out in
     the order of the sequential run and the fits are the same whatever the threads.
     """
@@ -368,7 +366,7 @@ class _Batcher:
     """Batches waiting for the worker before the search waits for it (bounds memory)."""
 
     def __init__(self, prep: PreparedMap, params: FitParams, device: Device,
-                 outcome: FitOutcome, bar, scoring_threads: int | None = None):
+                 outcome: FitOutcome, bar):
         self.prep, self.params, self.outcome, self.bar = prep, params, outcome, bar
         self.sampler = VolumeSampler(prep.loss_volume, device)
         # the refinement's few placements run in the scoring threads, always on the CPU's
@@ -376,17 +374,17 @@ class _Batcher:
         # threads), so refined poses do not depend on the device
         self.refine_sampler = VolumeSampler(prep.refine_volume, "cpu")
         self.footprint = FootprintCorrelation(prep)
-        lo, hi = footprint_bounds(prep.mask)  # whole-map scans would cost more than a fit
-        self.starts_pos = sample_positions(prep.mask[index_box(lo, hi)], prep.raw.origin,
-                                           prep.raw.voxel_size, params.positions, params.seed,
-                                           corner=lo)
+        box = prep.footprint_box  # whole-map scans would cost more than a fit
+        self.starts_pos = sample_positions(prep.mask[box], prep.raw.origin, prep.raw.voxel_size,
+                                           params.positions, params.seed,
+                                           corner=[b.start for b in box])
         self.starts_rot = sample_rotations(params.rotations, params.seed)
         self.per = len(self.starts_pos) * len(self.starts_rot)  # start placements a candidate
         self.footprint_rg = footprint_radius(prep)
         self.pending: list[_Prepared] = []
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difffit-score")
         self.queued: list[Future] = []
-        n = scoring_threads or cpu_threads()
+        n = cpu_threads()
         self.scorers = (ThreadPoolExecutor(max_workers=n, thread_name_prefix="difffit-rows")
                         if n > 1 else None)
 
@@ -581,7 +579,7 @@ def read_ahead(items: Iterable, depth: int) -> Iterator:
 
 def footprint_radius(prep: PreparedMap) -> float:
     """Radius of gyration (Å) of the prepared map's footprint voxels (their centres)."""
-    kji = np.argwhere(prep.mask[index_box(*footprint_bounds(prep.mask))])
+    kji = np.argwhere(prep.mask[prep.footprint_box])
     if len(kji) == 0:
         return 0.0
     xyz = kji[:, ::-1] * prep.raw.voxel_size

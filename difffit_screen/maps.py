@@ -6,6 +6,7 @@ Arrays are indexed ``[z, y, x]``; ``origin`` and ``voxel_size`` are ``[x, y, z]`
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import os
@@ -231,6 +232,19 @@ class PreparedMap:
     weights: tuple
     info: dict = field(default_factory=dict)
 
+    @functools.cached_property
+    def footprint_box(self) -> tuple[slice, slice, slice]:
+        """The footprint's bounding box (:func:`footprint_bounds`) as slices of the map's
+        ``[z, y, x]`` grid, found once (the mask is never changed in place): per-map work that
+        concerns only the footprint reads this box, not a whole-complex map's box."""
+        return index_box(*footprint_bounds(self.mask))
+
+    def footprint_values(self) -> np.ndarray:
+        """``(n,)`` raw map values of the footprint's voxels (``raw.data[mask]``, read from
+        :attr:`footprint_box`)."""
+        box = self.footprint_box
+        return self.raw.data[box][self.mask[box]]
+
 
 ROBUST_PERCENTILE = 99.9
 MIN_CLIPPED_VOXELS = 3
@@ -262,16 +276,14 @@ def clip_level(prep: PreparedMap) -> float:
     refinement read the raw map clipped at it (:func:`clip_map`)."""
     level = prep.info.get("clip_level")
     if level is None:  # prepared by an older version: recompute
-        lo, hi = footprint_bounds(prep.mask)
-        box = index_box(lo, hi)
-        level = robust_scale(prep.raw.data[box][prep.mask[box]])
+        level = robust_scale(prep.footprint_values())
     return float(level)
 
 
 def footprint_bounds(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The bounding box ``[lo, hi)`` (``[z, y, x]`` indices) of the ``True`` voxels of
-    ``mask`` ``(nz, ny, nx)``; per-map work that only concerns the footprint reads this box,
-    not a whole-complex map's box. An empty mask gives an empty box at ``0``."""
+    ``mask`` ``(nz, ny, nx)`` (:attr:`PreparedMap.footprint_box` for a prepared map). An
+    empty mask gives an empty box at ``0``."""
     lo = np.zeros(3, int)
     hi = np.zeros(3, int)
     for axis in range(3):

@@ -36,7 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from .kernels import dilate_mask, gaussian_blur, splat_trilinear
-from .maps import DensityMap, PreparedMap, clip_level, clip_map, footprint_bounds, index_box
+from .maps import DensityMap, PreparedMap, clip_level, clip_map
 
 VOLUME_PER_ATOM_A3 = 18.0
 
@@ -114,8 +114,7 @@ class FootprintCorrelation:
         self.prep = prep
         self.raw = prep.raw
         self.level = clip_level(prep)
-        box = index_box(*footprint_bounds(prep.mask))
-        vals = clip_map(prep.raw.data[box][prep.mask[box]], self.level).astype(np.float64)
+        vals = clip_map(prep.footprint_values(), self.level).astype(np.float64)
         self.fp_n = vals.size
         self.fp_sx = float(vals.sum())
         self.fp_sxx = float((vals * vals).sum())
