@@ -275,6 +275,45 @@ def test_scoring_threads_do_not_change_rows_or_their_order(monkeypatch):
     assert one.failures == three.failures
 
 
+def test_the_gpu_search_path_finds_the_same_fits_as_the_compiled_search(monkeypatch):
+    """A CUDA run searches with torch operations (the ``"analytic"`` gradient: value and
+    gradient channels sampled by ``grid_sample``, Adam in torch) in batches of up to 3e7 atom
+    samples, and refines on the CPU's compiled search. That path runs here on the CPU's torch,
+    through the whole pipeline (batching, deeper searches, refinement, clustering, scoring):
+    the same rows as the compiled search, so a GPU screen ranks as a CPU one does."""
+    import difffit_screen.fit as fit_module
+
+    p = FitParams(models=0, deepen_ratio=0.5, positions=5, rotations=32, deepen_factor=3,
+                  max_samples=30_000_000)  # the CUDA default: the whole run in one batch
+    prep = prepare_map(read_map(DEMO / "density2.mrc"), threshold=0.886, resolution=4.0)
+    files = [str(DEMO / f"{n}.pdb") for n in PARALOGS] + [
+        str(DEMO / "decoys" / n) for n in ("A0A1D1V0D1.pdb.gz", "A0A1D1UFP4.pdb.gz",
+                                           "A0A1D1UIB0.pdb.gz")]
+    compiled = fit_candidates(prep, iter_candidates(files, p), p, progress=False)
+
+    real, modes = fit_module.optimise_placements, []
+
+    def torch_search(sampler, *args, **kwargs):
+        if "threads" not in kwargs:  # the search; the refinement (threads=1) stays compiled
+            kwargs["gradient"] = "analytic"
+        modes.append(kwargs.get("gradient", "auto"))
+        return real(sampler, *args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "optimise_placements", torch_search)
+    gpu_path = fit_candidates(prep, iter_candidates(files, p), p, progress=False)
+    assert modes.count("analytic") == 2  # one batch, one deeper search (two decoys)
+    assert "auto" in modes  # refinement
+    assert {r["candidate"] for r in compiled.fits if r["n_starts"] == 640} == {
+        "A0A1D1V0D1", "A0A1D1UFP4"}
+    assert [r["candidate"] for r in gpu_path.fits] == [r["candidate"] for r in compiled.fits]
+    for a, b in zip(compiled.fits, gpu_path.fits, strict=True):
+        assert a["n_starts"] == b["n_starts"] and a["hits"] == b["hits"]
+        assert a["cluster_rank"] == b["cluster_rank"]
+        close = 1e-5 if a["cluster_rank"] == 1 else 1e-3  # float32 sums in another order
+        assert a["score"] == pytest.approx(b["score"], abs=close)
+        np.testing.assert_allclose(a["matrix"], b["matrix"], atol=100 * close)
+
+
 def test_ranking_and_significance_do_not_depend_on_the_shards(tmp_path):
     """The same library fitted as one shard or as three, then aggregated: identical rankings
     (candidates, ranks, scores, hits, starts, poses) and q-values, computed once over the
