@@ -310,10 +310,12 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
                                       params.cluster_shift, params.cluster_angle)
     out = []
     atoms = cand.atoms
-    n_res = len({(c, s, i) for c, s, i in zip(atoms.chain, atoms.res_seq, atoms.ins_code,
-                                              strict=True)})
+    n_res = len(set(zip(atoms.chain.tolist(), atoms.res_seq.tolist(), atoms.ins_code.tolist(),
+                        strict=True)))
     confident = confident_fraction(atoms, predicted_from_source(atoms.meta or {}))
-    for rank, lead in enumerate(leaders2[: params.refine_top], start=1):
+    kept = leaders2[: params.refine_top]
+    quats = Rotation.from_matrix(np.array([rows[lead]["rot"] for lead in kept])).as_quat()
+    for rank, lead in enumerate(kept, start=1):
         r = rows[lead]
         merged_hits = int(sum(rows[i]["hits"] for i in np.flatnonzero(labels2 == rank - 1)))
         rmat = r["rot"]
@@ -329,7 +331,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
             "inside_fraction": r["inside_fraction"], "search_loss": r["search_loss"],
             "refine_shift": r["refine_shift"],
             "fit_ok": bool(r["inside_fraction"] >= params.min_inside),
-            "quat_xyzw": Rotation.from_matrix(rmat).as_quat(),
+            "quat_xyzw": quats[rank - 1],
             "translation": t, "centroid_xyz": r["trans"], "matrix": matrix.ravel(),
             "n_atoms": len(cand.centred), "n_residues": n_res,
             "confident_fraction": confident, "seed": params.seed,

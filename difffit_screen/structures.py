@@ -223,40 +223,59 @@ def atoms_from_gemmi(
         return _empty_atoms(name, source)
     st.setup_entities()
     model = st[0]
-    rows: list[tuple] = []
+    xyz: list[list[float]] = []
+    element: list[str] = []
+    atom_name: list[str] = []
+    b_iso: list[float] = []
+    residues: list[tuple] = []  # (name, number, chain, insertion code, polymer, atoms kept)
     for chain in model:
+        chain_name = chain.name
         for res in chain:
-            info = gemmi.find_tabulated_residue(res.name)
+            res_name = res.name
+            info = gemmi.find_tabulated_residue(res_name)
             is_polymer = bool(info is not None and (info.is_amino_acid() or info.is_nucleic_acid()))
-            is_water = res.name in WATER_NAMES or (info is not None and info.is_water())
+            is_water = res_name in WATER_NAMES or (info is not None and info.is_water())
             if is_water and not keep_waters:
                 continue
             if not is_polymer and not is_water and not keep_ligands:
                 continue
             seen: set[str] = set()
+            first = len(xyz)
             for atom in res:
-                if atom.name in seen:  # alternate conformers: keep the first
+                a_name = atom.name
+                if a_name in seen:  # alternate conformers: keep the first
                     continue
-                seen.add(atom.name)
-                if not keep_hydrogens and atom.element.is_hydrogen:
+                seen.add(a_name)
+                el = atom.element
+                if not keep_hydrogens and el.is_hydrogen:
                     continue
-                rows.append((atom.pos.x, atom.pos.y, atom.pos.z, atom.element.name.upper(),
-                             atom.name, res.name, res.seqid.num, chain.name,
-                             res.seqid.icode.strip(), atom.b_iso, is_polymer))
-    if not rows:
+                xyz.append(atom.pos.tolist())
+                element.append(el.name)
+                atom_name.append(a_name)
+                b_iso.append(atom.b_iso)
+            if len(xyz) > first:
+                seqid = res.seqid
+                residues.append((res_name, seqid.num, chain_name, seqid.icode.strip(),
+                                 is_polymer, len(xyz) - first))
+    if not xyz:
         return _empty_atoms(name, source)
-    cols = list(zip(*rows, strict=True))
+    res_cols = list(zip(*residues, strict=True))
+    counts = np.array(res_cols[5], dtype=np.int64)
+
+    def per_atom(values, dtype):  # one value a residue, repeated for its atoms
+        return np.repeat(np.array(values, dtype=dtype), counts)
+
     return Atoms(
         name=name,
-        xyz=np.array(cols[0:3], dtype=np.float64).T.astype(np.float32),
-        element=np.array(cols[3], dtype=str),
-        atom_name=np.array(cols[4], dtype=str),
-        res_name=np.array(cols[5], dtype=str),
-        res_seq=np.array(cols[6], dtype=np.int32),
-        chain=np.array(cols[7], dtype=str),
-        ins_code=np.array(cols[8], dtype=str),
-        b_iso=np.array(cols[9], dtype=np.float32),
-        polymer=np.array(cols[10], dtype=bool),
+        xyz=np.array(xyz, dtype=np.float64).astype(np.float32),
+        element=np.char.upper(np.array(element, dtype=str)),
+        atom_name=np.array(atom_name, dtype=str),
+        res_name=per_atom(res_cols[0], str),
+        res_seq=per_atom(res_cols[1], np.int32),
+        chain=per_atom(res_cols[2], str),
+        ins_code=per_atom(res_cols[3], str),
+        b_iso=np.array(b_iso, dtype=np.float32),
+        polymer=per_atom(res_cols[4], bool),
         source=source,
     )
 
@@ -288,15 +307,10 @@ def select_atoms(atoms: Atoms, atom_set: str = "all") -> np.ndarray:
 
 def atomic_numbers(elements: np.ndarray) -> np.ndarray:
     """Return ``(N,)`` float32 atomic numbers for element symbols (unknown symbols count as 6)."""
-    table: dict[str, float] = {}
-    out = np.empty(len(elements), dtype=np.float32)
-    for i, el in enumerate(elements):
-        z = table.get(el)
-        if z is None:
-            z = float(gemmi.Element(el).atomic_number) or 6.0
-            table[el] = z
-        out[i] = z
-    return out
+    symbols, index = np.unique(np.asarray(elements, dtype=str), return_inverse=True)
+    table = np.array([float(gemmi.Element(str(el)).atomic_number) or 6.0 for el in symbols],
+                     dtype=np.float32)
+    return table[index.reshape(-1)]
 
 
 def simulate_atom_weights(xyz: np.ndarray, elements: np.ndarray, resolution: float) -> np.ndarray:
