@@ -304,3 +304,49 @@ def correlate_axis(src, taps, axis, out):
                 i = np.uint64(k * plane if axis == 0 else z * plane + k * nx)
                 for j in range(np.uint64(width)):
                     b[o + j] += w * a[i + j]
+
+
+@njit(nogil=True, cache=True)
+def correlation_sums(sim, env, local, data, mask, corner, level, out):
+    """The sums of the footprint and local correlations of a simulated sub-box, in one pass.
+
+    ``sim`` ``(nz, ny, nx)`` float64 with boolean ``env`` and ``local`` on the same grid, at
+    voxel ``corner`` ``[k, j, i]`` of the map ``data`` (float32, read clipped to
+    ``[-level, level]``; 0 outside the map) and its footprint ``mask``. ``out`` ``(3, 6)``
+    float64 gets, for the union of footprint and envelope, the footprint alone and the local
+    shell, ``[n, sum x, sum x^2, sum y, sum y^2, sum x y]`` (x the map, y ``sim``).
+    """
+    nz, ny, nx = sim.shape
+    mz, my, mx = data.shape
+    lv = np.float32(level)
+    out[:] = 0.0
+    for z in range(nz):
+        gz = z + corner[0]
+        for y in range(ny):
+            gy = y + corner[1]
+            for x in range(nx):
+                gx = x + corner[2]
+                t = 0.0
+                m = False
+                if 0 <= gz < mz and 0 <= gy < my and 0 <= gx < mx:
+                    t = np.float64(min(max(data[gz, gy, gx], -lv), lv))
+                    m = mask[gz, gy, gx]
+                s = sim[z, y, x]
+                if m or env[z, y, x]:
+                    out[0, 0] += 1.0
+                    out[0, 1] += t
+                    out[0, 2] += t * t
+                    out[0, 3] += s
+                    out[0, 4] += s * s
+                    out[0, 5] += t * s
+                if m:
+                    out[1, 0] += 1.0
+                    out[1, 1] += t
+                    out[1, 2] += t * t
+                if local[z, y, x]:
+                    out[2, 0] += 1.0
+                    out[2, 1] += t
+                    out[2, 2] += t * t
+                    out[2, 3] += s
+                    out[2, 4] += s * s
+                    out[2, 5] += t * s

@@ -10,7 +10,8 @@
   one thread for all its iterations (its atoms' neighbourhood stays in cache), and no Python
   runs between steps. :func:`rigid_body_gradients` is one such step.
 - :func:`dilate_mask` (the ``local_cc`` shell), :func:`splat_trilinear` and
-  :func:`gaussian_blur` (simulated maps).
+  :func:`gaussian_blur` (simulated maps), :func:`correlation_sums` (the scores' sums over a
+  simulated sub-box, without the masked copies).
 
 The loops are in :mod:`difffit_screen.compiled_kernels` (numba is imported on first use and
 the machine code is cached on disk). Placements are split into chunks run on one thread pool
@@ -30,8 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["dilate_mask", "gaussian_blur", "optimise_rigid_bodies", "rigid_body_gradients",
-           "splat_trilinear"]
+__all__ = ["correlation_sums", "dilate_mask", "gaussian_blur", "optimise_rigid_bodies",
+           "rigid_body_gradients", "splat_trilinear"]
 
 
 @functools.cache
@@ -225,3 +226,39 @@ def gaussian_blur(volume: np.ndarray, sigma: np.ndarray, truncate: float = 3.0,
         correlate_axis(data, taps / taps.sum(), axis, tmp)
         data, tmp = tmp, data
     return data
+
+
+def correlation_sums(sim: np.ndarray, env: np.ndarray, local: np.ndarray, data: np.ndarray,
+                     mask: np.ndarray, corner: np.ndarray, level: float) -> np.ndarray:
+    """Sums of the map/simulation correlations over a simulated sub-box, in one pass.
+
+    Parameters
+    ----------
+    sim : np.ndarray
+        ``(nz, ny, nx)`` simulated sub-box.
+    env, local : np.ndarray
+        ``(nz, ny, nx)`` boolean: the candidate's envelope and the shell around it.
+    data, mask : np.ndarray
+        The whole map ``(mz, my, mx)`` and its footprint (boolean), indexed ``[z, y, x]``.
+    corner : np.ndarray
+        ``[k, j, i]`` voxel of the map at the sub-box's first voxel (may be outside the map;
+        the map is 0 and outside its footprint there).
+    level : float
+        The map is read clipped to ``[-level, level]`` (as float32, like
+        :func:`difffit_screen.maps.clip_map`).
+
+    Returns
+    -------
+    np.ndarray
+        ``(3, 6)`` float64: rows the union of footprint and envelope, the footprint, the
+        local shell; columns ``n, sum x, sum x^2, sum y, sum y^2, sum x y`` (x the clipped
+        map, y ``sim``; the footprint row has no y).
+    """
+    from .compiled_kernels import correlation_sums as sums
+
+    out = np.zeros((3, 6))
+    sums(np.ascontiguousarray(sim, dtype=np.float64), np.ascontiguousarray(env, dtype=np.bool_),
+         np.ascontiguousarray(local, dtype=np.bool_), np.ascontiguousarray(data, np.float32),
+         np.ascontiguousarray(mask, dtype=np.bool_), np.asarray(corner, dtype=np.int64),
+         float(level), out)
+    return out

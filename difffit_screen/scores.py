@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from .kernels import dilate_mask, gaussian_blur, splat_trilinear
+from .kernels import correlation_sums, dilate_mask, gaussian_blur, splat_trilinear
 from .maps import DensityMap, PreparedMap, clip_level, clip_map
 
 VOLUME_PER_ATOM_A3 = 18.0
@@ -157,31 +157,16 @@ class FootprintCorrelation:
             and density right next to it that it leaves unexplained counts against it).
         """
         sim, lo = self.simulate(xyz, z, margin=self.shell)
-        shape = np.array(sim.shape)
-        dims = np.array(self.raw.data.shape)
-        a = np.maximum(lo, 0)
-        b = np.minimum(lo + shape, dims)
-        target = np.zeros_like(sim)
-        mask = np.zeros(sim.shape, dtype=bool)
-        if np.all(b > a):
-            src = tuple(slice(a[i], b[i]) for i in range(3))
-            dst = tuple(slice(a[i] - lo[i], b[i] - lo[i]) for i in range(3))
-            target[dst] = clip_map(self.raw.data[src], self.level)
-            mask[dst] = self.prep.mask[src]
         env = self.envelope(sim, len(xyz))
-        union = mask | env
-        x = target[union]
-        y = sim[union]
-        # footprint voxels outside the sub-box: y = 0 there
-        in_fp = target[mask]
-        n = x.size + (self.fp_n - in_fp.size)
-        sx = x.sum() + (self.fp_sx - in_fp.sum())
-        sxx = (x * x).sum() + (self.fp_sxx - (in_fp * in_fp).sum())
-        footprint_cc = correlate_sums(n, sx, sxx, y.sum(), (y * y).sum(), (x * y).sum())
         local = dilate(env, self.ball)  # within the shell of the envelope
-        xl, yl = target[local], sim[local]
-        local_cc = correlate_sums(xl.size, xl.sum(), (xl * xl).sum(), yl.sum(), (yl * yl).sum(),
-                                  (xl * yl).sum())
+        union, in_fp, shell = correlation_sums(sim, env, local, self.raw.data, self.prep.mask,
+                                               lo, self.level)
+        # footprint voxels outside the sub-box: y = 0 there
+        n = union[0] + (self.fp_n - in_fp[0])
+        sx = union[1] + (self.fp_sx - in_fp[1])
+        sxx = union[2] + (self.fp_sxx - in_fp[2])
+        footprint_cc = correlate_sums(n, sx, sxx, *union[3:])
+        local_cc = correlate_sums(*shell)
         return {"footprint_cc": footprint_cc, "local_cc": local_cc}
 
     def envelope(self, sim: np.ndarray, n_atoms: int) -> np.ndarray:

@@ -392,3 +392,37 @@ def test_gaussian_blur_equals_ndimage_and_keeps_its_input(sigma):
     spike = np.zeros((25, 25, 25))
     spike[12, 12, 12] = 3.0
     assert gaussian_blur(spike, np.array(sigma)).sum() == pytest.approx(3.0, rel=1e-12)
+
+
+def test_correlation_sums_equal_the_masked_sums():
+    """The scoring's one-pass sums over a simulated sub-box equal numpy's sums over the
+    masked voxels (the map clipped, zero and outside the footprint beyond the map), for
+    sub-boxes inside the map, across its edges and wholly outside it."""
+    from difffit_screen.kernels import correlation_sums
+    from difffit_screen.maps import clip_map
+
+    rng = np.random.default_rng(5)
+    data = rng.normal(size=(12, 10, 14)).astype(np.float32) * 3
+    mask = data > 0.5
+    level = 2.0
+    shape = np.array([6, 7, 5])
+    for corner in ([3, 2, 4], [-2, 6, -3], [9, -4, 11], [20, 0, 0]):
+        corner = np.array(corner)
+        sim = rng.uniform(0, 1, shape)
+        env, local = sim > 0.7, sim > 0.4
+        target, fp = np.zeros(shape), np.zeros(shape, bool)
+        a = np.maximum(corner, 0)
+        b = np.minimum(corner + shape, data.shape)
+        if np.all(b > a):
+            src = tuple(slice(a[i], b[i]) for i in range(3))
+            dst = tuple(slice(a[i] - corner[i], b[i] - corner[i]) for i in range(3))
+            target[dst] = clip_map(data[src], level)
+            fp[dst] = mask[src]
+        expect = []
+        for sel, with_y in ((fp | env, True), (fp, False), (local, True)):
+            x, y = target[sel], sim[sel] if with_y else np.zeros(sel.sum())
+            expect.append([sel.sum(), x.sum(), (x * x).sum(), y.sum(), (y * y).sum(),
+                           (x * y).sum()])
+        got = correlation_sums(sim, env, local, data, mask, corner, level)
+        np.testing.assert_allclose(got, expect, rtol=1e-12, atol=1e-12)
+    assert got[1, 0] == 0 and got[0, 0] == env.sum()  # the last box is outside the map
