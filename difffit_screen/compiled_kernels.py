@@ -333,20 +333,19 @@ def correlation_sums(sim, env, local, data, mask, corner, level, out):
                     m = mask[gz, gy, gx]
                 s = sim[z, y, x]
                 if m or env[z, y, x]:
-                    out[0, 0] += 1.0
-                    out[0, 1] += t
-                    out[0, 2] += t * t
-                    out[0, 3] += s
-                    out[0, 4] += s * s
-                    out[0, 5] += t * s
+                    _accumulate(out, 0, t, s)
                 if m:
-                    out[1, 0] += 1.0
-                    out[1, 1] += t
-                    out[1, 2] += t * t
+                    _accumulate(out, 1, t, 0.0)
                 if local[z, y, x]:
-                    out[2, 0] += 1.0
-                    out[2, 1] += t
-                    out[2, 2] += t * t
-                    out[2, 3] += s
-                    out[2, 4] += s * s
-                    out[2, 5] += t * s
+                    _accumulate(out, 2, t, s)
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _accumulate(out, row, x, y):
+    """Add the pair ``(x, y)`` to the sums ``out[row]`` (``n, x, x^2, y, y^2, x y``)."""
+    out[row, 0] += 1.0
+    out[row, 1] += x
+    out[row, 2] += x * x
+    out[row, 3] += y
+    out[row, 4] += y * y
+    out[row, 5] += x * y
