@@ -256,7 +256,7 @@ def correlation_sums(sim: np.ndarray, env: np.ndarray, local: np.ndarray, data: 
     """
     from .compiled_kernels import correlation_sums as sums
 
-    out = np.zeros((3, 6))
+    out = np.empty((3, 6))  # zeroed by the loop
     sums(np.ascontiguousarray(sim, dtype=np.float64), np.ascontiguousarray(env, dtype=np.bool_),
          np.ascontiguousarray(local, dtype=np.bool_), np.ascontiguousarray(data, np.float32),
          np.ascontiguousarray(mask, dtype=np.bool_), np.asarray(corner, dtype=np.int64),

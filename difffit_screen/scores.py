@@ -114,6 +114,10 @@ class FootprintCorrelation:
         self.prep = prep
         self.raw = prep.raw
         self.level = clip_level(prep)
+        # the arrays the compiled sums read, converted once per map (never a whole-map copy
+        # per fit: a no-op for a map read by read_map, float32, and its boolean mask)
+        self.data = np.ascontiguousarray(prep.raw.data, dtype=np.float32)
+        self.mask = np.ascontiguousarray(prep.mask, dtype=np.bool_)
         vals = clip_map(prep.footprint_values(), self.level).astype(np.float64)
         self.fp_n = vals.size
         self.fp_sx = float(vals.sum())
@@ -159,8 +163,8 @@ class FootprintCorrelation:
         sim, lo = self.simulate(xyz, z, margin=self.shell)
         env = self.envelope(sim, len(xyz))
         local = dilate(env, self.ball)  # within the shell of the envelope
-        union, in_fp, shell = correlation_sums(sim, env, local, self.raw.data, self.prep.mask,
-                                               lo, self.level)
+        union, in_fp, shell = correlation_sums(sim, env, local, self.data, self.mask, lo,
+                                               self.level)
         # footprint voxels outside the sub-box: y = 0 there
         n = union[0] + (self.fp_n - in_fp[0])
         sx = union[1] + (self.fp_sx - in_fp[1])
