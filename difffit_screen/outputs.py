@@ -93,7 +93,7 @@ class OutputError(InputError):
     def __init__(self, path: str | os.PathLike, exc: OSError) -> None:
         self.path = Path(path)
         self.errno = exc.errno
-        super().__init__(f"{path}: cannot write the file ({describe_os_error(exc)})")
+        super().__init__(f"{path}: cannot write ({describe_os_error(exc)})")
 
 
 STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in

@@ -439,7 +439,12 @@ def pack_library(manifest: pa.Table | Sequence[dict], out_paths: Sequence[str | 
     spill_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix=".pack-") as tmp:
         spill = Path(tmp) / "candidates.arrow"
-        sizes = _spill_candidates(rows, prepare, spill, failures)
+        try:
+            sizes = _spill_candidates(rows, prepare, spill, failures)
+        except OSError as exc:  # a full disk: one line naming the file
+            from .outputs import OutputError
+
+            raise OutputError(spill, exc) from None
         table = pa.ipc.open_file(pa.memory_map(str(spill))).read_all() if sizes else None
         for path, indices in zip(out_paths, assign_shards(sizes, len(out_paths)), strict=True):
             shard = table.take(indices) if indices else STORE_SCHEMA.empty_table()

@@ -601,11 +601,12 @@ def test_aggregate_empty_shard_folder(tmp_path, capsys, shard_results):
 
 @pytest.mark.parametrize("content", [b"", b"PAR1 not really parquet", b"\x00" * 100])
 def test_unreadable_parquet(tmp_path, capsys, shard_results, content):
-    _root, _dirs = shard_results
+    _root, dirs = shard_results
     broken = tmp_path / "1-of-1"
     broken.mkdir()
     for name in ("fits.parquet", "failures.parquet"):
         (broken / name).write_bytes(content)
+    shutil.copy(dirs[0] / "run.json", broken)  # a finished run's record: the tables are read
     rc, err = run(["aggregate", "--out", tmp_path / "agg", broken], capsys)
     assert rc == 2
     assert_one_line_error(err, str(broken / "fits.parquet"))

@@ -227,6 +227,16 @@ def test_full_disk_is_one_line_naming_the_file(full_disk, capsys):
     assert sorted(p.name for p in out.iterdir()) == []  # no .part, no run.json, no lock
 
 
+def test_pack_on_a_full_disk_is_one_line(full_disk, tmp_path, capsys):
+    manifest = write_manifest(tmp_path / "manifest.parquet", [local_row("good", GOOD)])
+    shard = full_disk / "out" / "s.parquet"
+    rc, err = run(["pack", "--manifest", manifest, "--failures", tmp_path / "f.parquet",
+                   "--out", shard], capsys)
+    assert rc == 2
+    assert_one_line_error(err, str(full_disk / "out"), "No space left on device")
+    assert sorted(p.name for p in (full_disk / "out").iterdir()) == []
+
+
 def test_file_too_large_is_one_line_naming_the_file(tmp_path, shards):
     """A real failing write without root: the file size limit (RLIMIT_FSIZE, EFBIG)."""
     def limit():
