@@ -346,8 +346,10 @@ def test_bad_candidate_is_a_failure_row(bad_screen, name):
 
 
 def test_pdb_cut_between_residues_warns(tmp_path, capsys):
-    """A model cut at a residue boundary: an AlphaFold file whose declared sequence goes on is
-    refused; a file with no declared sequence is fitted with a warning."""
+    """A PDB file cut at a residue boundary, with no TER/END: an AlphaFold file whose declared
+    sequence goes on is refused (no end record and short of its sequence: a cut file); a file
+    with no declared sequence is fitted with a warning. The same model trimmed but ending with
+    TER/END is whole and accepted (tests/test_integrity.py): only a cut *file* is refused."""
     lines = pdb_lines()
     atoms = atom_indices(lines)
     half = atoms[len(atoms) // 2]
