@@ -82,6 +82,7 @@ from .maps import (
 )
 from .outputs import (
     atomic_write,
+    lock_output_dir,
     prepare_output_dir,
     remove_previous_outputs,
     software_versions,
@@ -638,6 +639,7 @@ def composite_record(result: CompositeResult, subunits: dict[str, Atoms], map_pa
                    "fit": asdict(params.fit)},
         "versions": software_versions(),
         "failures": result.failures,
+        "complete": True,
     }
 
 
@@ -646,8 +648,17 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
                   resolution: float | None = None, progress: bool | None = None
                   ) -> CompositeResult:
     """Read the map and subunits, composite (:func:`place_subunits`), and write every output
-    to ``out_dir`` (:data:`COMPOSITE_OUTPUTS`)."""
+    to ``out_dir`` (:data:`COMPOSITE_OUTPUTS`), which is locked meanwhile
+    (:func:`~difffit_screen.outputs.lock_output_dir`: a second run into it is refused)."""
     out = prepare_output_dir(out_dir)
+    with lock_output_dir(out):
+        return _write_composite(out, map_path, inputs, params, threshold, resolution, progress)
+
+
+def _write_composite(out: Path, map_path: str, inputs: list[str], params: CompositeParams,
+                     threshold: float | None, resolution: float | None,
+                     progress: bool | None) -> CompositeResult:
+    """The body of :func:`run_composite`, in its locked output folder."""
     remove_previous_outputs(out, COMPOSITE_OUTPUTS)
     dmap = read_map(map_path)
     subunits, failures = read_subunits(inputs, params.fit)

@@ -74,6 +74,7 @@ from .optimise import VolumeSampler, optimise_placements
 from .outputs import (
     UniqueNames,
     atomic_write,
+    lock_output_dir,
     prepare_output_dir,
     remove_previous_outputs,
     safe_name,
@@ -878,6 +879,7 @@ def run_record(prep: PreparedMap, params: FitParams, device: dict, outcome: FitO
         "warnings": inputs.warnings,
         "versions": software_versions(),
         "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
+        "complete": True,
         "timing": {"total_s": total, "search_s": outcome.search_seconds,
                    "per_candidate_s": outcome.seconds,
                    "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
@@ -894,27 +896,31 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     prepare_output_dir`), and the files of a previous run in it (:data:`FIT_OUTPUTS` and
     ``models/*_c<k>.cif``, nothing else) are removed, so results of two runs never mix. The
     tables are written before the models and ``run.json`` last, each file atomically: a
-    complete ``run.json`` marks a complete run. Returns the outcome and the run record.
+    ``run.json`` with ``"complete": true`` marks a complete run. The folder is locked for the
+    run (:func:`~difffit_screen.outputs.lock_output_dir`): a second run into it is refused.
+    Returns the outcome and the run record.
     :func:`screen` returns the same tables without writing anything.
     """
     out_dir = prepare_output_dir(out_dir, ["models"] if params.models > 0 else [])
-    removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
-                                      keep=[i for i in inputs if Path(i).exists()])
-    if removed:
-        log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
-    t0 = time.perf_counter()
-    device = describe_device(resolve_device(params.device), params.device)
-    log.info("%s", format_device(device))
-    seen = _InputLog(keep_models=params.models > 0)
-    outcome = fit_candidates(prep, seen.track(iter_candidates(inputs, params)), params,
-                             progress=progress, n_total=count_candidates(inputs))
-    contour = contour_warning(prep, seen.volumes)
-    if contour:
-        seen.warnings.append({"candidate": None, "warning": contour})
-    ranking, problems = write_results(outcome, seen.kept, out_dir, params.models)
-    seen.warnings += [{"candidate": None, "warning": p} for p in problems]
-    record = run_record(prep, params, device, outcome, seen, ranking, time.perf_counter() - t0)
-    write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
+    with lock_output_dir(out_dir):
+        removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
+                                          keep=[i for i in inputs if Path(i).exists()])
+        if removed:
+            log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
+        t0 = time.perf_counter()
+        device = describe_device(resolve_device(params.device), params.device)
+        log.info("%s", format_device(device))
+        seen = _InputLog(keep_models=params.models > 0)
+        outcome = fit_candidates(prep, seen.track(iter_candidates(inputs, params)), params,
+                                 progress=progress, n_total=count_candidates(inputs))
+        contour = contour_warning(prep, seen.volumes)
+        if contour:
+            seen.warnings.append({"candidate": None, "warning": contour})
+        ranking, problems = write_results(outcome, seen.kept, out_dir, params.models)
+        seen.warnings += [{"candidate": None, "warning": p} for p in problems]
+        record = run_record(prep, params, device, outcome, seen, ranking,
+                            time.perf_counter() - t0)
+        write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
     return outcome, record
 
 
