@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import atomic_write
+from ..outputs import atomic_write, safe_name
 from .results import find_run_value, resolve_path
 
 __all__ = ["MapView", "copy_map", "crop_indices", "load_map_view"]
@@ -113,8 +113,9 @@ def recorded_map(run: dict | None, base: Path | None) -> Path | None:
 
 
 def copy_map(view: MapView, out_dir: Path) -> Path:
-    """Put the map next to the ``.cxc`` script: a hard link to (or a copy of) its file, or an
-    MRC written from the array when it came from a prepared ``.npz`` without its file."""
+    """Put the map next to the ``.cxc`` script: a hard link to (or a copy of) its file, under
+    its :func:`~difffit_screen.outputs.safe_name` (the script names it in a command), or an MRC
+    written from the array when it came from a prepared ``.npz`` without its file."""
     from ..maps import DensityMap, write_map
 
     if not view.path:
@@ -122,7 +123,7 @@ def copy_map(view: MapView, out_dir: Path) -> Path:
             write_map(tmp, DensityMap(view.data, view.voxel_size, view.origin))
         return out_dir / "map.mrc"
     src = Path(view.path)
-    dest = out_dir / src.name
+    dest = out_dir / safe_name(src.name)
     if dest.exists() and dest.resolve() == src.resolve():
         return dest
     if dest.exists():
