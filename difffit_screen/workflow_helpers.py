@@ -200,6 +200,19 @@ def library_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def tracked_local_files(config: Mapping[str, Any]) -> list[str]:
+    """The ``library.local`` files that the fetch rule takes as input (so that a changed file
+    is fetched again): those whose paths Snakemake reads as plain paths.
+
+    A path with ``{`` ``}`` (wildcards), ``<`` ``>`` (path variables) or a character that is
+    not printable (a line break) would stop the whole workflow; such a file is left out of the
+    rule's input only. It is still in the spec (its name in ``spec.json``), so it is fetched,
+    packed and fitted like the others.
+    """
+    return [f for f in library_spec(config)["local"]
+            if f.isprintable() and not any(c in f for c in "{}<>")]
+
+
 def library_spec_json(config: Mapping[str, Any]) -> str:
     """:func:`library_spec` as compact JSON (sorted keys): a rule parameter of the spec step."""
     return json.dumps(library_spec(config), sort_keys=True, separators=(",", ":"))
