@@ -16,6 +16,7 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 import pyarrow.parquet as pq
@@ -249,7 +250,7 @@ def hostile_server_root(root: Path) -> Path:
     entry = json.loads((api / f"{GOOD}.json").read_text())[0]
     cif = f"https://alphafold.ebi.ac.uk/files/AF-{GOOD}-F1-model_v6.cif"
     answers = {
-        "BADVERSION": {"latestVersion": "../../../../../../escape"},
+        "BADVERSION": {"latestVersion": "../../../../../escape"},
         "BADNAME": {"cifUrl": "https://alphafold.ebi.ac.uk/files/..%2F..%2F..%2Fescape.cif"},
         "DOTDOTURL": {"cifUrl": "https://alphafold.ebi.ac.uk/files/x/.."},
         "FILEURL": {"cifUrl": "file:///etc/passwd"},
@@ -266,28 +267,36 @@ def hostile_server_root(root: Path) -> Path:
 
 
 def test_fetch_hostile_answers_and_names_stay_in_the_cache(tmp_path, monkeypatch):
+    import yaml
+
     server = FixtureServer(hostile_server_root(tmp_path / "srv")).start()
     monkeypatch.chdir(tmp_path)
+    spec = {"afdb": {"accessions": ["BADVERSION", "BADNAME", "DOTDOTURL", "FILEURL", "NOTLIST",
+                                    *HOSTILE.values()],
+                     "proteome": "UP000000001"},
+            "pdb": {"entries": ["../../1abc", "1ab;"]}}
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    cache = out / "cache"
+    urls = [a for k, v in server.urls().items() if k in wh.FETCH_URL_KEYS
+            for a in (f"--{k.replace('_', '-')}", v)]
+    before = snapshot(tmp_path, skip=(out,))
     try:
-        spec = {"afdb": {"accessions": ["BADVERSION", "BADNAME", "DOTDOTURL", "FILEURL",
-                                        "NOTLIST", *HOSTILE.values()],
-                         "proteome": "UP000000001"},
-                "pdb": {"entries": ["../../1abc", "1ab;"]}}
-        cache = tmp_path / "out" / "cache"
-        before = snapshot(tmp_path, skip=(tmp_path / "out",))
-        client = HttpClient(retries=1, timeout=5, backoff=0.01, rate=0)
-        result = fetch_library(spec, cache, resolve_urls(spec, **server.urls()), client)
-        client.close()
+        assert main(["fetch", "--spec", "spec.yaml", "--cache", str(cache),
+                     "--manifest", str(out / "manifest.parquet"),
+                     "--failures", str(out / "failures.parquet"), *urls,
+                     "--retries", "1", "--backoff", "0.01", "--rate", "1000"]) == 0
     finally:
         server.stop()
-    assert snapshot(tmp_path, skip=(tmp_path / "out",)) == before
+    assert snapshot(tmp_path, skip=(out,)) == before
     assert_no_markers(tmp_path)
-    for path in (tmp_path / "out").rglob("*"):
-        assert cache in path.parents or path == cache
+    assert {p.name for p in out.iterdir()} == {"cache", "manifest.parquet", "failures.parquet"}
+    result = SimpleNamespace(rows=pq.read_table(out / "manifest.parquet").to_pylist(),
+                             failures=pq.read_table(out / "failures.parquet").to_pylist())
     assert [r["candidate"] for r in result.rows] == [GOOD]
     assert Path(result.rows[0]["path"]).parent == cache / "afdb" / "v6"
     reasons = {f["candidate"]: f["reason"] for f in result.failures}
-    expected = {"BADVERSION": "latestVersion '../../../../../../escape' is not a version number",
+    expected = {"BADVERSION": "latestVersion '../../../../../escape' is not a version number",
                 "BADNAME": "unsafe file name '../../../escape.cif'",
                 "DOTDOTURL": "unsafe file name '..'",
                 "FILEURL": "not found (HTTP 404)",  # moved to the mirror: its path is not there
@@ -403,3 +412,28 @@ def test_map_extra_reaches_prepare_map_and_runs_nothing(tmp_path, extra, ok):
     else:
         assert proc.returncode != 0
         assert "unrecognized arguments: ; touch PWNED" in log
+
+
+# --- ChimeraX scripts: paths a command cannot hold --------------------------------------------
+
+def test_cxc_paths_that_a_command_cannot_hold_are_only_comments(tmp_path):
+    from difffit_screen.composite import write_composite_cxc
+    from difffit_screen.report import HitExport, write_cxc
+
+    bad_map = tmp_path / 'm"; open evil.py\nopen x.mrc'
+    hits = [HitExport({"rank": 1, "candidate": HOSTILE["newline"]}, "orangered",
+                      model_path=tmp_path / "models" / "rank1_nl_open_evil.py_0a1b2c3d.cif"),
+            HitExport({"rank": 2, "candidate": HOSTILE["dquote"]}, "dodgerblue",
+                      error='cannot read "x"\n; open evil.py')]
+    text = check_cxc(write_cxc(tmp_path / "top_hits.cxc", hits, bad_map, 0.5, 4.0),
+                     HOSTILE.values())
+    assert "\nopen models/rank1_nl_open_evil.py_0a1b2c3d.cif\nrename #1 " in text  # map not #1
+    assert "volume" not in text and "fitmap" not in text
+    assert "# the map m\"; open evil.py\\x0aopen x.mrc is not opened" in text
+    assert '# rank 2 dq"; open evil.py; ": not exported (cannot read "x"\\x0a; open evil.py)' \
+        in text
+    text = write_composite_cxc(tmp_path / "composite.cxc", str(bad_map), 0.5,
+                               tmp_path / "assembly.cif", tmp_path / "residual.mrc").read_text()
+    assert [ln for ln in text.splitlines() if not ln.startswith("#")] == [
+        "close session", "open assembly.cif", "color bychain", "cartoon", "open residual.mrc",
+        "volume #2 level 0.5 style mesh color gray", "hide #2 models", "view"]
