@@ -73,7 +73,8 @@ def proteome_accessions(proteome: str, ctx: FetchContext, reviewed: bool = False
         raise InputError(f"proteome id {proteome!r} does not look like UP000005640")
     query = f"(proteome:{proteome})" + (" AND (reviewed:true)" if reviewed else "")
     url = (f"{ctx.urls['uniprot_api']}/uniprotkb/stream?query={quote(query)}&format=list")
-    dest = ctx.cache / "uniprot" / f"{proteome}{'_reviewed' if reviewed else ''}.list"
+    dest = ctx.cache_file("uniprot", f"{proteome}{'_reviewed' if reviewed else ''}.list",
+                          what="proteome id")
     if not dest.is_file():
         ctx.client.download(url, dest)
     return [line.strip() for line in dest.read_text().splitlines() if line.strip()]
