@@ -210,9 +210,12 @@ def test_fit_and_report_with_hostile_names(tmp_path, monkeypatch):
     assert main(["pack", "--manifest", str(tmp_path / "in" / "manifest.parquet"),
                  "--failures", str(tmp_path / "in" / "pack_failures.parquet"),
                  "--out", str(shard)]) == 0
+    hostile_map = tmp_path / "in" / 'map"; open evil.py\n<!--.mrc'
+    shutil.copy(MAP, hostile_map)
+    fit_options = [str(hostile_map) if a == str(MAP) else a for a in TINY_FIT]
     before = snapshot(tmp_path, skip=(work / "out",))
 
-    assert main(["fit", *TINY_FIT, "--out", "out", *map(str, files), str(shard)]) == 0
+    assert main(["fit", *fit_options, "--out", "out", *map(str, files), str(shard)]) == 0
     assert main(["report", "out", "--top", "20"]) == 0
 
     assert snapshot(tmp_path, skip=(work / "out",)) == before
@@ -227,6 +230,9 @@ def test_fit_and_report_with_hostile_names(tmp_path, monkeypatch):
             assert re.fullmatch(r"[A-Za-z0-9._-]+", path.name), path.name
     text = check_cxc(out / "report" / "top_hits.cxc", expected)
     assert text.count("\nopen models/") == len(expected)
+    (map_copy,) = re.findall(r"^open (map___open_evil\.py___--_[0-9a-f]{8}\.mrc)$", text,
+                             flags=re.M)
+    assert (out / "report" / map_copy).read_bytes() == MAP.read_bytes()
     for name in expected:
         assert f" {one_line(name)}: model #" in text  # named in its comment
     page = check_report_page(out / "report" / "index.html", expected, len(expected))
