@@ -27,7 +27,13 @@ from test_workflow import run_snakemake
 
 from difffit_screen import workflow_helpers as wh
 from difffit_screen.cli import main
-from difffit_screen.library import MANIFEST_SCHEMA, HttpClient, fetch_library, resolve_urls
+from difffit_screen.library import (
+    MANIFEST_SCHEMA,
+    FetchError,
+    HttpClient,
+    fetch_library,
+    resolve_urls,
+)
 from difffit_screen.library.local import local_rows
 from difffit_screen.outputs import one_line
 from difffit_screen.tables import FAILURES_SCHEMA, read_table, table_from_rows, write_table
@@ -308,7 +314,7 @@ def test_fetch_hostile_answers_and_names_stay_in_the_cache(tmp_path, monkeypatch
     expected = {"BADVERSION": "latestVersion '../../../../../escape' is not a version number",
                 "BADNAME": "unsafe file name '../../../escape.cif'",
                 "DOTDOTURL": "unsafe file name '..'",
-                "FILEURL": "not found (HTTP 404)",  # moved to the mirror: its path is not there
+                "FILEURL": "AFDB API: cifUrl 'file:///etc/passwd' is not an http(s) URL",
                 "NOTLIST": "is not a list of entries",
                 "../../../escape": "'../../../escape' is not a UniProt accession",
                 "X\ttouch PWNED": "is not a UniProt accession",
@@ -317,6 +323,15 @@ def test_fetch_hostile_answers_and_names_stay_in_the_cache(tmp_path, monkeypatch
     assert set(reasons) == set(expected)
     for candidate, why in expected.items():
         assert why in reasons[candidate], (candidate, reasons[candidate])
+
+
+def test_client_refuses_a_file_url(tmp_path):
+    """A ``file:`` URL is never asked for, whoever gives it."""
+    client = HttpClient(retries=0, timeout=5, rate=0)
+    with pytest.raises(FetchError, match=r"^file:///etc/passwd: not an http\(s\) URL$"):
+        client.download("file:///etc/passwd", tmp_path / "x")
+    client.close()
+    assert not list(tmp_path.iterdir())
 
 
 def test_fetch_from_the_default_base_refuses_a_file_url(tmp_path):
@@ -331,7 +346,8 @@ def test_fetch_from_the_default_base_refuses_a_file_url(tmp_path):
     finally:
         server.stop()
     assert result.rows == []
-    assert [f["reason"] for f in result.failures] == ["file:///etc/passwd: not an http(s) URL"]
+    assert [f["reason"] for f in result.failures] == [
+        "AFDB API: cifUrl 'file:///etc/passwd' is not an http(s) URL"]
 
 
 # --- the workflow ------------------------------------------------------------------------------

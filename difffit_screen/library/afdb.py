@@ -16,7 +16,7 @@ from ..maps import file_sha256
 from ..outputs import atomic_write
 from .checks import check_json_file, check_tar_file, parse_structure_file
 from .context import FetchContext, FetchResult, failure
-from .http import FetchError, error_line
+from .http import FetchError, error_line, is_http_url
 from .spec import DEFAULT_URLS
 
 __all__ = ["ACCESSION", "AFDB_TAR_MEMBER", "VERSION", "afdb_accessions", "check_accession",
@@ -155,8 +155,10 @@ def _fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str, pae: bool,
     api = ctx.cached_json(f"{ctx.urls['afdb_api']}/prediction/{quote(accession)}", api_cache)
     entry = select_prediction(api, accession)
     key = "cifUrl" if fmt == "cif" else "pdbUrl"
-    if not entry.get(key) or not isinstance(entry[key], str):
+    if not entry.get(key):
         raise FetchError(f"AFDB API: no {key} for {accession}")
+    if not isinstance(entry[key], str) or not is_http_url(entry[key]):
+        raise FetchError(f"AFDB API: {key} {entry[key]!r} is not an http(s) URL")
     url = rebase_url(entry[key], DEFAULT_URLS["afdb_files"], ctx.urls["afdb_files"])
     version = prediction_version(entry, url)
     dest = ctx.cache_file("afdb", f"v{version}", url_file_name(url))
@@ -164,8 +166,9 @@ def _fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str, pae: bool,
     pae_path = None
     if pae and entry.get("paeDocUrl"):
         try:
-            if not isinstance(entry["paeDocUrl"], str):
-                raise FetchError(f"AFDB API: paeDocUrl {entry['paeDocUrl']!r} is not a URL")
+            if not isinstance(entry["paeDocUrl"], str) or not is_http_url(entry["paeDocUrl"]):
+                raise FetchError(f"AFDB API: paeDocUrl {entry['paeDocUrl']!r} is not an "
+                                 "http(s) URL")
             pae_url = rebase_url(entry["paeDocUrl"], DEFAULT_URLS["afdb_files"],
                                  ctx.urls["afdb_files"])
             pae_dest = ctx.cache_file("afdb", f"v{version}", url_file_name(pae_url))
