@@ -131,6 +131,31 @@ def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     return f"{(clean or 'candidate')[: max_bytes - 9]}_{digest}"
 
 
+def one_line(text) -> str:
+    """``str(text)`` kept on one line and in one TSV field: backslashes doubled and every
+    character that is not printable (newlines and other line breaks, tabs, control characters)
+    written as its ``\\x..`` / ``\\u....`` escape. Distinct texts stay distinct.
+
+    Examples
+    --------
+    >>> one_line("a\\nb\\tc")
+    'a\\\\x0ab\\\\x09c'
+    """
+    def escape(ch: str) -> str:
+        if ch == "\\":
+            return "\\\\"
+        if ch.isprintable():
+            return ch
+        code = ord(ch)
+        return (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                else f"\\U{code:08x}")
+
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(escape(ch) for ch in text)
+
+
 class UniqueNames:
     """Hands out distinct names: a name seen before gets ``_2``, ``_3`` ... appended.
 
