@@ -62,7 +62,7 @@ FRH_RESIDUES = (385 + 280 + 243) / 385  # FrhA + FrhB + FrhG over FrhA (estimate
 
 def content_atoms(name: str, atoms, dmap, copies: list) -> tuple[int, str]:
     """Heavy atoms of what the map holds, and how that was counted."""
-    folder, _map, model, chain, *_ = CASES[name]
+    folder, _map, model, _chain, *_ = CASES[name]
     n = int((atoms.element != "H").sum())
     if name.startswith(("hb_", "rnapolii")):
         whole = read_structure(DATA / folder / model)
@@ -78,13 +78,13 @@ def content_atoms(name: str, atoms, dmap, copies: list) -> tuple[int, str]:
             inside += bool(np.all(centre >= lo) and np.all(centre <= hi))
         return inside * n, f"{inside} helical subunits with their centroid in the box"
     if name.startswith("frh"):
-        return int(round(n * FRH_RESIDUES)), "FrhA scaled to FrhA+B+G residues (estimate)"
+        return round(n * FRH_RESIDUES), "FrhA scaled to FrhA+B+G residues (estimate)"
     return n, "the model"
 
 
 def trial_seeds(name: str, factor: float, trial: int) -> tuple[np.ndarray, int]:
     """The random move (3x4) and the fit seed of one trial, independent draws."""
-    key = [zlib.crc32(name.encode()), int(round(factor * 100)), trial, 25]
+    key = [zlib.crc32(name.encode()), round(factor * 100), trial, 25]
     move_seq, fit_seq = np.random.SeedSequence(key).spawn(2)
     rng = np.random.default_rng(move_seq)
     rot = Rotation.random(random_state=rng).as_matrix()
@@ -95,24 +95,30 @@ def trial_seeds(name: str, factor: float, trial: int) -> tuple[np.ndarray, int]:
 
 def run_case(name: str, factors: list[float], trials: int, params_kw: dict, max_rmsd: float,
              emit) -> None:
-    atoms, map_path, _thr, res, copies, info = load_case(name)
+    atoms, map_path, _thr, res, copies, _info = load_case(name)
     dmap = read_map(map_path)
     if name.startswith("groel"):
-        copies, info = groel_copies(atoms, dmap)
+        copies, _info = groel_copies(atoms, dmap)
     if name.startswith("factin"):
-        copies, info = helical_copies(atoms, dmap, CASES[name][4])
+        copies, _info = helical_copies(atoms, dmap, CASES[name][4])
     n_content, how = content_atoms(name, atoms, dmap, copies)
     molecular = n_content * VOLUME_PER_ATOM_A3
     voxel_volume = float(np.prod(dmap.voxel_size))
     mask = select_atoms(atoms, FitParams().atoms)
     xyz_fit = atoms.xyz[mask].astype(np.float64)
     ref_sets = [apply_matrix(xyz_fit, c) for c in copies]
+    levels_done: dict[float, str] = {}
     for factor in factors:
         if factor == 0:  # the MANIFEST's suggested level (the package default if none)
             level = _thr
         else:
             level = level_enclosing(dmap.data, factor * molecular, voxel_volume)
         key = f"{name}@{factor:g}" if factor else f"{name}@suggested"
+        if level in levels_done:  # a masked map: its whole segment encloses less than this
+            print(f"{key}: the same level as {levels_done[level]} ({level:.4g}); skipped",
+                  file=sys.stderr)
+            continue
+        levels_done[level] = key
         rec_info = {"case": name, "factor": factor, "threshold": level,
                     "molecular_volume_a3": molecular, "content": how,
                     "resolution": res, "n_copies": len(copies),
@@ -194,7 +200,8 @@ def render_md(doc: dict) -> str:
         c = r["info"]
         s = doc["summary"].get(key)
         if s is None:
-            lines.append(f"| {c['case']} | {c['factor'] or 'suggested'} | {c['threshold']:.4g} | - | - | "
+            lines.append(f"| {c['case']} | {c['factor'] or 'suggested'} | "
+                         f"{c['threshold']:.4g} | - | - | "
                          f"{'refused: ' + c['error'] if 'error' in c else 'not run'} | | | | "
                          f"{c['content']} |")
             continue

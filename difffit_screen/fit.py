@@ -24,7 +24,7 @@ For each candidate:
    each candidate on its own (never by how other candidates of the run scored, so that a
    candidate gets the same search alone, in any shard or in any library), runs when the best
    cluster fits (``fit_ok``) with fewer than ``deepen_hits`` hits (a best pose that the search
-   found once or twice, not converged on) and the candidate is not much bigger than the
+   found once or a few times, not converged on) and the candidate is not much bigger than the
    density (room ``>= deepen_ratio``): it starts from ``ceil(room)`` times as many positions
    and ``deepen_factor`` times as many rotations (second seeded sets), and steps 3-4 are
    redone on all its placements (refining ``1 + deepen_factor`` times ``refine_top``
@@ -648,8 +648,9 @@ def needs_deeper_search(cand: _Prepared, rows: list[dict], footprint_rg: float,
     if params.deepen_hits <= 0 or params.deepen_factor <= 0 or not rows:
         return False
     best = rows[0]
-    return bool(best["fit_ok"]) and best["hits"] < params.deepen_hits and \
-        candidate_room(cand, footprint_rg) >= params.deepen_ratio
+    if not best["fit_ok"] or candidate_room(cand, footprint_rg) < params.deepen_ratio:
+        return False
+    return best["hits"] < params.deepen_hits
 
 
 def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: VolumeSampler,
