@@ -111,33 +111,6 @@ def config_error_from(exc: BaseException) -> ConfigError:
     return ConfigError(f"config key '{key or '(top level)'}': {err.message}")
 
 
-CONDA_ENV_FILE = ".snakemake/difffit_screen/conda_env.yaml"
-"""Where :func:`write_conda_env` puts the rules' conda env file (in the working folder)."""
-
-
-def write_conda_env(path: str | os.PathLike = CONDA_ENV_FILE,
-                    source: str | os.PathLike | None = None) -> str:
-    """Write the rules' conda env file (used with ``snakemake --sdm conda``); return its path.
-
-    The env installs this package with pip from the absolute path of its source tree (the
-    folder of ``pyproject.toml`` above the package), so it works from any working folder: a
-    relative pip path in a fixed env file would be taken from the copy Snakemake makes of it.
-    The file is rewritten only when its text changes (Snakemake keys envs by their content).
-    """
-    src = Path(source) if source else Path(__file__).resolve().parents[1]
-    target = str(src) if (src / "pyproject.toml").is_file() else "difffit-screen"
-    text = ("# Written by difffit_screen.workflow_helpers.write_conda_env (do not edit): the\n"
-            "# software of every rule with `snakemake --sdm conda`.\n"
-            "channels:\n  - conda-forge\n  - nodefaults\ndependencies:\n"
-            "  - python =3.11\n  - pip\n  - pip:\n"
-            f"      - {json.dumps(target)}\n")
-    out = Path(path).resolve()
-    if not out.is_file() or out.read_text() != text:
-        with atomic_write(out, unique=True) as tmp:  # several Snakemake processes may race
-            tmp.write_text(text)
-    return str(out)
-
-
 def job_device(config: Mapping[str, Any], gpus: int | str | None, on_cluster: bool) -> str:
     """``--device`` of a fit or composite job.
 

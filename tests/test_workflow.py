@@ -475,17 +475,6 @@ def test_schema_error_is_one_line_without_the_schema(tmp_path, config, line):
     assert len(proc.stdout.strip().splitlines()) <= 8, proc.stdout
 
 
-def test_conda_env_names_the_source_tree_by_absolute_path(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = Path(wh.write_conda_env())
-    assert path == tmp_path / ".snakemake" / "difffit_screen" / "conda_env.yaml"
-    env = yaml.safe_load(path.read_text())
-    assert env["dependencies"][-1] == {"pip": [str(REPO)]}
-    mtime = path.stat().st_mtime_ns
-    wh.write_conda_env()
-    assert path.stat().st_mtime_ns == mtime  # unchanged text: not rewritten
-
-
 @pytest.mark.slow
 def test_init_local_profile_paths_with_spaces_and_the_snakemake_report(tmp_path):
     """`difffit-screen init` then `snakemake --profile local`, every path with a space in it;

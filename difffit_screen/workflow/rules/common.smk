@@ -7,9 +7,8 @@ from difffit_screen import workflow_helpers as wh
 
 wh.check_config(config)
 
-# the rules' conda env (only used with --sdm conda): pip-installs this package from the
-# absolute path of its source tree, so it works from any working folder
-CONDA_ENV = wh.write_conda_env()
+# the rules' conda env (only used with --sdm conda), relative to the rule files
+CONDA_ENV = "../envs/difffit_screen.yaml"
 
 LIB = wh.library_dir(config)
 CACHE = config["library"]["cache"]
