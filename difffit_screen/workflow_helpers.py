@@ -82,6 +82,9 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("config key 'library': no candidates; give at least one of "
                           "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
                           "or 'library.pdb.entries'")
+    for pattern in lib.get("local") or []:
+        if glob.has_magic(str(pattern)) and not resolve_local_files([pattern]):
+            raise ConfigError(f"config key 'library.local': {pattern!r} matches no file")
     shards = config.get("shards") or {}
     if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
         raise ConfigError("config key 'shards': give 'shards.count' or "

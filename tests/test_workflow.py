@@ -459,6 +459,25 @@ def test_missing_map_names_the_key_in_one_line(tmp_path):
     assert "config key 'map': give exactly one of 'map.path'" in proc.stdout, proc.stdout
 
 
+def test_library_glob_that_matches_nothing_is_refused_at_planning_time(tmp_path):
+    """An empty `library.local` glob stops `init` and the dry run with one line, before any
+    job (no empty shards packed, no fit job failing)."""
+    pattern = f"{tmp_path}/models/*.pdb"
+    init = subprocess.run([sys.executable, "-m", "difffit_screen.cli", "init", "s", "--map",
+                           str(DEMO / "density2.mrc"), "--library", pattern], cwd=tmp_path,
+                          text=True, capture_output=True)
+    assert init.returncode == 2 and not (tmp_path / "s").exists()
+    assert init.stderr.strip().splitlines() == [
+        f"difffit-screen init: error: {pattern}: --library matches no file"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"map": {"path": str(DEMO / "density2.mrc")},
+                                   "library": {"local": [pattern]}}))
+    proc = run_snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode != 0
+    assert f"config key 'library.local': {pattern!r} matches no file" in proc.stdout, proc.stdout
+    assert "pack_shard" not in proc.stdout and len(proc.stdout.strip().splitlines()) <= 8
+
+
 @pytest.mark.parametrize(("config", "line"), [
     ({"mapp": {"path": "m.mrc"}}, "config key '(top level)': Additional properties are not "
                                   "allowed ('mapp' was unexpected)"),
