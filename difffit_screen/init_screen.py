@@ -163,9 +163,8 @@ def build_config(template: str, settings: ScreenSettings) -> dict[str, Any]:
     if settings.name:
         lib["name"] = settings.name
     lib["local"] = [os.path.abspath(os.path.expanduser(p)) for p in settings.library or []]
-    for pattern in lib["local"]:
-        if not glob.glob(pattern, recursive=True):
-            raise InputError(f"{pattern}: --library matches no file")
+    if lib["local"] and not any(glob.glob(p, recursive=True) for p in lib["local"]):
+        raise InputError(f"{' '.join(lib['local'])}: --library matches no file")
     lib["afdb"]["accessions"] = list(settings.afdb or [])
     if settings.accessions_file:
         lib["afdb"]["accessions_file"] = os.path.abspath(settings.accessions_file)

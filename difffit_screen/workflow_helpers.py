@@ -14,7 +14,10 @@ Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpe
 ``top-hits``
     write the first ranks of ``ranking.parquet`` as TSV;
 ``ranking-html``
-    write the first ranks as an HTML table (the ranking in ``snakemake --report``).
+    write the first ranks as an HTML table (the ranking in ``snakemake --report``);
+``guard``
+    run a submitted job's command so that a deterministic failure (exit status 2) is not
+    retried (:mod:`difffit_screen.retry_guard`).
 
 Incremental screens
 -------------------
@@ -82,9 +85,10 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("config key 'library': no candidates; give at least one of "
                           "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
                           "or 'library.pdb.entries'")
-    for pattern in lib.get("local") or []:
-        if glob.has_magic(str(pattern)) and not resolve_local_files([pattern]):
-            raise ConfigError(f"config key 'library.local': {pattern!r} matches no file")
+    globs = [str(p) for p in lib.get("local") or [] if glob.has_magic(str(p))]
+    if globs and not resolve_local_files(globs):  # a typo, not an empty screen to pack and fit
+        raise ConfigError(f"config key 'library.local': {', '.join(map(repr, globs))} "
+                          f"{'matches' if len(globs) == 1 else 'match'} no file")
     shards = config.get("shards") or {}
     if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
         raise ConfigError("config key 'shards': give 'shards.count' or "
@@ -574,7 +578,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--ranking", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=RANKING_HTML_ROWS)
+    s = sub.add_parser("guard", help="run a job's command; no retry after exit status 2")
+    s.add_argument("--attempt", type=int, required=True, help="the job's attempt (1 first)")
+    s.add_argument("--log", required=True, help="the job's log file")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- the command")
     args = p.parse_args(argv)
+    if args.cmd == "guard":
+        from .retry_guard import run_guarded
+
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            p.error("guard: no command after --")
+        return run_guarded(command, args.attempt, args.log)
     if args.cmd == "write-spec":
         write_spec(args.spec, args.out)
     elif args.cmd == "split-library":

@@ -542,3 +542,28 @@ def test_init_local_profile_paths_with_spaces_and_the_snakemake_report(tmp_path)
         assert "<td>I7M" in z.read(table).decode()
     assert any(n.endswith("/index.html") and "report/data" in n for n in names), names
     assert any(n.endswith(".cxc") for n in names) and any(n.endswith(".cif") for n in names)
+
+
+def test_retry_guard_skips_a_retry_after_exit_status_2_only(tmp_path):
+    """The guard of the submitted rules: exit 2 is recorded and a later attempt fails at once
+    (without running the command); another failure is retried; attempt 1 starts afresh."""
+    from difffit_screen.retry_guard import marker_path
+
+    log, ran = tmp_path / "job.log", tmp_path / "ran"
+
+    def guard(status: int, attempt: int) -> int:
+        code = (f"open({str(ran)!r}, 'a').write('x'); import sys; "
+                f"print('bad option', file=sys.stderr); sys.exit({status})")
+        with open(log, "w") as out:
+            return subprocess.run(
+                [sys.executable, "-m", "difffit_screen.workflow_helpers", "guard", "--attempt",
+                 str(attempt), "--log", str(log), "--", sys.executable, "-c", code],
+                stdout=out, stderr=subprocess.STDOUT).returncode
+
+    assert guard(2, 1) == 2 and marker_path(log).read_text() == "bad option\n"
+    assert guard(0, 2) == 2 and ran.read_text() == "x"  # not run again
+    assert "not retried (attempt 2)" in log.read_text() and "bad option" in log.read_text()
+    assert guard(0, 1) == 0 and ran.read_text() == "xx"  # a new run: attempt 1 runs
+    assert not marker_path(log).exists()
+    assert guard(1, 1) == 1 and not marker_path(log).exists()  # e.g. out of memory
+    assert guard(0, 2) == 0 and ran.read_text() == "xxxx"  # retried

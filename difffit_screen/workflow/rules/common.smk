@@ -66,6 +66,12 @@ def get_shard_dirs(wildcards, input):
     return wh.shard_dirs(input.fits)
 
 
+def get_attempt(wildcards, attempt):
+    """The job's attempt (1 first), for the retry guard that the submitted rules' commands run
+    through (difffit_screen.retry_guard): a retry after exit status 2 fails at once."""
+    return attempt
+
+
 def get_fit_mem_mb(wildcards, attempt):
     """Memory of a fit job, growing by half with every retry (profiles may override)."""
     return int(8000 * 1.5 ** (attempt - 1))
