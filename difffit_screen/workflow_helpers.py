@@ -488,7 +488,9 @@ def shard_dirs(paths: Iterable[str]) -> list[str]:
 
 TOP_HIT_COLUMNS = ("rank", "candidate", "score", "zscore", "qvalue", "hits", "fit_ok",
                    "inside_fraction", "correlation", "n_atoms", "n_residues", "accession",
-                   "name", "organism", "gene", "residue_ranges", "url")
+                   "name", "organism", "gene", "residue_ranges", "url", "matrix")
+"""Columns of ``top_hits.tsv`` and ``ranking.html``; ``matrix`` is the pose (row-major 3x4
+``[R | t]``, input coordinates to the map frame) as 12 comma-separated numbers."""
 
 
 def read_top_ranks(ranking: str | os.PathLike, n: int) -> tuple[list[str], list[dict], int]:
@@ -502,11 +504,14 @@ def read_top_ranks(ranking: str | os.PathLike, n: int) -> tuple[list[str], list[
 
 
 def format_value(v: Any) -> str:
-    """A table cell: empty for None, 4 significant digits for a float."""
+    """A table cell: empty for None, 4 significant digits for a float, a list (the pose
+    ``matrix``) as comma-separated numbers of 6 significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return ",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in v)
     return str(v)
 
 

@@ -208,12 +208,18 @@ def test_config_helpers(tmp_path):
 def test_write_top_hits(tmp_path):
     from difffit_screen.tables import RANKING_SCHEMA, table_from_rows, write_table
 
+    matrix = [0.0, -1.0, 0.0, 342.524, 1.0, 0.0, 0.0, 206.885, 0.0, 0.0, 1.0, -0.125]
     rows = [{"rank": i + 1, "candidate": f"c{i}", "cluster_rank": 1, "hits": 3,
-             "score": 1.0 - i / 10, "fit_ok": True} for i in range(5)]
+             "score": 1.0 - i / 10, "fit_ok": True, "matrix": matrix} for i in range(5)]
     write_table(table_from_rows(rows, RANKING_SCHEMA), tmp_path / "ranking.parquet")
     assert wh.write_top_hits(tmp_path / "ranking.parquet", tmp_path / "top.tsv", n=3) == 3
     lines = (tmp_path / "top.tsv").read_text().splitlines()
     assert lines[0].startswith("rank\tcandidate\tscore") and lines[1].startswith("1\tc0\t1")
+    pose = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=True))["matrix"]
+    assert [float(v) for v in pose.split(",")] == matrix  # the pose, [R | t] row-major
+    assert wh.write_ranking_html(tmp_path / "ranking.parquet", tmp_path / "r.html") == 5
+    assert "<th>matrix</th>" in (tmp_path / "r.html").read_text()
+    assert "<td>0,-1,0,342.524,1,0,0,206.885,0,0,1,-0.125</td>" in (tmp_path / "r.html").read_text()
 
 
 # --- lint, validation, profiles (no jobs run) -------------------------------------------------
