@@ -15,6 +15,8 @@ Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpe
     write the first ranks of ``ranking.parquet`` as TSV;
 ``ranking-html``
     write the first ranks as an HTML table (the ranking in ``snakemake --report``);
+``print-top``
+    print the first ranks with their names and organisms (``make demo``);
 ``guard``
     run a submitted job's command so that a deterministic failure (exit status 2) is not
     retried (:mod:`difffit_screen.retry_guard`).
@@ -526,6 +528,26 @@ def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 
     return len(rows)
 
 
+SUMMARY_COLUMNS = ("rank", "candidate", "name", "organism", "score", "qvalue", "hits")
+"""Columns of :func:`format_top_ranks` (what ``make demo`` prints)."""
+
+
+def format_top_ranks(ranking: str | os.PathLike, n: int = 10, width: int = 32) -> str:
+    """The first ``n`` ranks as a plain-text table (names and organisms cut to ``width``)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ranking)
+    cols = [c for c in SUMMARY_COLUMNS if c in table.column_names]
+    rows = table.select(cols).slice(0, n).to_pylist()
+    cells = [[format_value(r[c]) for c in cols] for r in rows]
+    cells = [[v if len(v) <= width else v[:width - 1] + "…" for v in row] for row in cells]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in cells]
+    return "\n".join(lines) + f"\n({len(rows)} of {table.num_rows} candidates)"
+
+
 RANKING_HTML_ROWS = 1000
 """Most rows of the ranking table in ``snakemake --report`` (the Parquet file has them all)."""
 
@@ -583,6 +605,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--ranking", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=RANKING_HTML_ROWS)
+    s = sub.add_parser("print-top", help="print the first ranks and where the report is")
+    s.add_argument("--ranking", required=True)
+    s.add_argument("--report", help="the report's index.html (its path is printed)")
+    s.add_argument("-n", type=int, default=10)
     s = sub.add_parser("guard", help="run a job's command; no retry after exit status 2")
     s.add_argument("--attempt", type=int, required=True, help="the job's attempt (1 first)")
     s.add_argument("--log", required=True, help="the job's log file")
@@ -608,6 +634,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_top_hits(args.ranking, args.out, args.n)
     elif args.cmd == "ranking-html":
         write_ranking_html(args.ranking, args.out, args.n)
+    elif args.cmd == "print-top":
+        print(format_top_ranks(args.ranking, args.n))
+        if args.report:
+            print(f"report: {os.path.abspath(args.report)}")
     return 0
 
 

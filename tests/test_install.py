@@ -117,3 +117,21 @@ def test_conda_env_pins_this_release_and_the_tested_torch():
     pins = env["dependencies"][-1]["pip"]
     torch_pin = re.search(r'"(torch==[^"]+)"', (REPO / "Makefile").read_text()).group(1)
     assert pins == [torch_pin, f"difffit-screen=={difffit_screen.__version__}"]
+
+
+def test_release_metadata_agrees_on_the_version_and_cites_the_paper():
+    """CITATION.cff, CHANGELOG.md and the package give the same version; CITATION.cff cites
+    the DiffFit paper (its six authors, the ICML 2024 workshop)."""
+    import yaml
+
+    import difffit_screen
+
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["version"] == difffit_screen.__version__
+    paper = cff["preferred-citation"]
+    assert paper["title"].startswith("DiffFit: Differentiable Fitting of Molecule Structures")
+    assert [a["family-names"] for a in paper["authors"]] == [
+        "Luo", "Alsuwaykit", "Khan", "Strnad", "Isenberg", "Viola"]
+    assert "ICML 2024" in paper["collection-title"] and paper["year"] == 2024
+    changelog = (REPO / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[?{re.escape(difffit_screen.__version__)}\]?", changelog, re.M)

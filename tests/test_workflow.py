@@ -220,6 +220,21 @@ def test_write_top_hits(tmp_path):
     assert wh.write_ranking_html(tmp_path / "ranking.parquet", tmp_path / "r.html") == 5
     assert "<th>matrix</th>" in (tmp_path / "r.html").read_text()
     assert "<td>0,-1,0,342.524,1,0,0,206.885,0,0,1,-0.125</td>" in (tmp_path / "r.html").read_text()
+    # what `make demo` prints: names and organisms, and where the report is
+    named = [{**r, "name": "PARKIN CO-REGULATED PROTEIN", "organism": "TETRAHYMENA THERMOPHILA "
+              "(STRAIN SB210)", "qvalue": 8.9e-6} for r in rows]
+    write_table(table_from_rows(named, RANKING_SCHEMA), tmp_path / "named.parquet")
+    proc = subprocess.run([sys.executable, "-m", "difffit_screen.workflow_helpers", "print-top",
+                           "--ranking", str(tmp_path / "named.parquet"), "-n", "2", "--report",
+                           "results/report/index.html"], cwd=tmp_path, text=True,
+                          capture_output=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["rank", "candidate", "name", "organism", "score", "qvalue",
+                                "hits"]
+    assert lines[1].split()[:4] == ["1", "c0", "PARKIN", "CO-REGULATED"]
+    assert "TETRAHYMENA THERMOPHILA (STRAIN…" in lines[1] and "8.9e-06" in lines[1]
+    assert lines[3:] == ["(2 of 5 candidates)",
+                         f"report: {tmp_path / 'results' / 'report' / 'index.html'}"]
 
 
 # --- lint, validation, profiles (no jobs run) -------------------------------------------------
