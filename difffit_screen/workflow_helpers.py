@@ -80,10 +80,7 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("config key 'map': give exactly one of 'map.path' (a local MRC file) "
                           "or 'map.emdb' (an EMDB id such as EMD-1234)")
     lib = config.get("library") or {}
-    afdb = lib.get("afdb") or {}
-    pdb = lib.get("pdb") or {}
-    if not (lib.get("local") or afdb.get("accessions") or afdb.get("accessions_file")
-            or afdb.get("proteome") or pdb.get("entries")):
+    if not has_library(config) and not (config.get("composite") or {}).get("enabled"):
         raise ConfigError("config key 'library': no candidates; give at least one of "
                           "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
                           "or 'library.pdb.entries'")
@@ -95,6 +92,15 @@ def check_config(config: Mapping[str, Any]) -> None:
     if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
         raise ConfigError("config key 'shards': give 'shards.count' or "
                           "'shards.candidates_per_shard', not both")
+
+
+def has_library(config: Mapping[str, Any]) -> bool:
+    """Whether the config names library candidates (else only compositing can run)."""
+    lib = config.get("library") or {}
+    afdb = lib.get("afdb") or {}
+    pdb = lib.get("pdb") or {}
+    return bool(lib.get("local") or afdb.get("accessions") or afdb.get("accessions_file")
+                or afdb.get("proteome") or afdb.get("proteome_tar") or pdb.get("entries"))
 
 
 def config_error_from(exc: BaseException) -> ConfigError:

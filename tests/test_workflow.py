@@ -203,6 +203,10 @@ def test_config_helpers(tmp_path):
         wh.check_config({"map": {}, "library": config["library"]})
     with pytest.raises(wh.ConfigError, match="'library'"):
         wh.check_config({"map": {"path": "m.mrc"}, "library": {"local": []}})
+    # an AFDB per-proteome archive alone is a library; compositing alone needs none
+    wh.check_config({"map": {"path": "m.mrc"}, "library": {"afdb": {"proteome_tar": "UP1_2_X"}}})
+    wh.check_config({"map": {"path": "m.mrc"}, "library": {"local": []},
+                     "composite": {"enabled": True}})
 
 
 def test_write_top_hits(tmp_path):

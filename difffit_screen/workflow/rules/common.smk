@@ -26,7 +26,9 @@ wildcard_constraints:
 
 
 def get_final_output():
-    """The files of a finished screen."""
+    """The files of a finished screen (none without a library: compositing alone)."""
+    if not wh.has_library(config):
+        return []
     out = [
         "results/ranking.parquet",
         "results/fits.parquet",
