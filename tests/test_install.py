@@ -135,3 +135,17 @@ def test_release_metadata_agrees_on_the_version_and_cites_the_paper():
     assert "ICML 2024" in paper["collection-title"] and paper["year"] == 2024
     changelog = (REPO / "CHANGELOG.md").read_text()
     assert re.search(rf"^## \[?{re.escape(difffit_screen.__version__)}\]?", changelog, re.M)
+
+
+def test_a_screen_written_by_another_version_says_so(capsys):
+    """The screen's Snakefile names the version init ran with; another installed version runs
+    it (the installed workflow) and says so in one line."""
+    import difffit_screen
+    from difffit_screen.init_screen import installed_workflow, workflow_dir
+
+    same = installed_workflow(written_with=difffit_screen.__version__)
+    assert same == str(workflow_dir() / "Snakefile") and capsys.readouterr().err == ""
+    assert installed_workflow(written_with="0.0.1") == same
+    assert capsys.readouterr().err == (
+        f"difffit_screen {difffit_screen.__version__} runs this screen, written by "
+        "difffit-screen init 0.0.1 (see the CHANGELOG for what changed)\n")
