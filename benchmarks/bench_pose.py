@@ -92,6 +92,8 @@ CASES = {
                  None, "chain A alone; copy on C counts"),
     "hb_beta": ("emd3488_haemoglobin", "emd_3488.mrc", "5me2.pdb", "B", 0.0863, 3.2, "D",
                 None, "chain B alone; copy on D counts"),
+    "hb_tetramer": ("emd3488_haemoglobin", "emd_3488.mrc", "5me2.pdb", None, 0.0863, 3.2,
+                    "CDAB", None, "whole tetramer in its map; the pseudo-2-fold copy counts"),
     "frh_chainA": ("emd2513_frh_region", "emd_2513_frhABG_region.mrc", "2513_native_chainA.pdb",
                    None, 0.113, 3.36, None, None, "FrhA in FrhABG density"),
     "factin_3MFP": ("emd5168_factin", "emd_5168.mrc", "3MFP.pdb", None, 10.9, 6.6, None, None,
@@ -137,7 +139,19 @@ def load_case(name: str):
         atoms.xyz = apply_matrix(atoms.xyz, m).astype(np.float32)
     copies = [np.hstack([np.eye(3), np.zeros((3, 1))])]
     info: dict = {"n_copies": 1}
-    if partner:
+    if partner and chain is None:  # a whole oligomer: its chains swapped by the 2-fold
+        ca = {(ch, int(r)): x for r, x, n, ch in zip(
+            full.res_seq, full.xyz, full.atom_name, full.chain, strict=True) if n == "CA"}
+        swap = dict(zip(sorted(set(full.chain)), partner, strict=True))
+        common = sorted(k for k in ca if (swap[k[0]], k[1]) in ca)
+        p = np.array([ca[k] for k in common], float)
+        q = np.array([ca[(swap[k[0]], k[1])] for k in common], float)
+        m = kabsch_pose(p, q)
+        rms = float(np.sqrt(((apply_matrix(p, m) - q) ** 2).sum(1).mean()))
+        copies.append(m)
+        info = {"n_copies": 2, "partner": partner, "partner_ca_rmsd": rms,
+                "partner_n_ca": len(common)}
+    elif partner:
         ca = lambda a, c: {(int(r)): x for r, x, n, ch in zip(  # noqa: E731
             a.res_seq, a.xyz, a.atom_name, a.chain, strict=True) if n == "CA" and ch == c}
         pa, pb = ca(full, chain), ca(full, partner)

@@ -82,6 +82,7 @@ from .maps import (
 )
 from .outputs import (
     atomic_write,
+    lock_output_dir,
     prepare_output_dir,
     remove_previous_outputs,
     software_versions,
@@ -574,21 +575,40 @@ def write_assembly(result: CompositeResult, subunits: dict[str, Atoms], path: Pa
 
 def write_composite_cxc(path: Path, map_file: str | None, threshold: float,
                         assembly: Path, residual: Path) -> Path:
-    """ChimeraX script: the map at the threshold (#1), the assembly (#2), the residual (#3)."""
-    from .report import cxc_quote, rel_path
+    """ChimeraX script: the map at the threshold, the assembly, the residual (models numbered
+    in that order; a path that a command cannot safely hold is only named in a comment, see
+    :mod:`difffit_screen.report.chimerax`)."""
+    from .report import cxc_comment, cxc_path, rel_path
 
     lines = ["# ChimeraX script written by difffit-screen composite: map, assembled model "
              "(one chain per copy) and residual map.", "close session"]
+    model = 0
+
+    def open_line(file: Path, what: str) -> str | None:
+        rel = rel_path(Path(file).resolve(), path.parent.resolve())
+        arg = cxc_path(rel)
+        if arg is None:
+            lines.append(f"# the {what} {cxc_comment(rel)} is not opened: its name holds "
+                         "characters that a ChimeraX command cannot safely hold")
+            return None
+        nonlocal model
+        model += 1
+        lines.append(f"open {arg}")
+        return f"#{model}"
+
     if map_file:
-        lines += [f"open {cxc_quote(rel_path(Path(map_file).resolve(), path.parent.resolve()))}",
-                  f"volume #1 level {threshold:.6g} style surface transparency 0.6"]
+        ref = open_line(Path(map_file), "map")
+        if ref:
+            lines.append(f"volume {ref} level {threshold:.6g} style surface transparency 0.6")
     else:
         lines.append("# (no map file)")
-    lines += [f"open {cxc_quote(rel_path(assembly.resolve(), path.parent.resolve()))}",
-              "color bychain", "cartoon",
-              f"open {cxc_quote(rel_path(residual.resolve(), path.parent.resolve()))}",
-              f"volume #3 level {threshold:.6g} style mesh color gray",
-              "hide #3 models", "view"]
+    if open_line(assembly, "assembly"):
+        lines += ["color bychain", "cartoon"]
+    ref = open_line(residual, "residual map")
+    if ref:
+        lines += [f"volume {ref} level {threshold:.6g} style mesh color gray",
+                  f"hide {ref} models"]
+    lines.append("view")
     write_text(path, "\n".join(lines) + "\n")
     return path
 
@@ -638,6 +658,7 @@ def composite_record(result: CompositeResult, subunits: dict[str, Atoms], map_pa
                    "fit": asdict(params.fit)},
         "versions": software_versions(),
         "failures": result.failures,
+        "complete": True,
     }
 
 
@@ -646,8 +667,17 @@ def run_composite(map_path: str, inputs: list[str], out_dir: str | Path,
                   resolution: float | None = None, progress: bool | None = None
                   ) -> CompositeResult:
     """Read the map and subunits, composite (:func:`place_subunits`), and write every output
-    to ``out_dir`` (:data:`COMPOSITE_OUTPUTS`)."""
+    to ``out_dir`` (:data:`COMPOSITE_OUTPUTS`), which is locked meanwhile
+    (:func:`~difffit_screen.outputs.lock_output_dir`: a second run into it is refused)."""
     out = prepare_output_dir(out_dir)
+    with lock_output_dir(out):
+        return _write_composite(out, map_path, inputs, params, threshold, resolution, progress)
+
+
+def _write_composite(out: Path, map_path: str, inputs: list[str], params: CompositeParams,
+                     threshold: float | None, resolution: float | None,
+                     progress: bool | None) -> CompositeResult:
+    """The body of :func:`run_composite`, in its locked output folder."""
     remove_previous_outputs(out, COMPOSITE_OUTPUTS)
     dmap = read_map(map_path)
     subunits, failures = read_subunits(inputs, params.fit)

@@ -11,21 +11,27 @@ For each candidate:
    by ``max_samples`` atom samples a step), which never changes a candidate's fits;
 3. the final poses are clustered at ``cluster_shift`` Å / ``cluster_angle`` degrees
    (:mod:`~difffit_screen.cluster`); a cluster's size is its ``hits``;
-4. the best ``refine_top`` cluster representatives are refined locally with all fitted atoms on
+4. the best ``refine_top`` cluster representatives (times ``ceil(room)``, at most
+   ``room_cap``: see 5) are refined locally with all fitted atoms on
    the unsmoothed map (the mean-density objective of ChimeraX ``fitmap``; on the CPU's
    compiled search whatever the device), re-clustered, scored (:mod:`~difffit_screen.scores`)
-   and written as rows of the ``fits`` table;
-5. a deeper search, decided for each candidate on its own (never by how other candidates of the
-   run scored, so that a candidate gets the same search alone, in any shard or in any library):
-   a candidate whose best cluster has fewer than ``deepen_hits`` hits (a best pose that the
-   search found once or twice, not converged on), that fits (``fit_ok``) and for which the
-   footprint has room for several placements (``(Rg_footprint / Rg_candidate)^3 >=
-   deepen_ratio``: one chain in the density of a complex, a subunit of a filament) is searched
-   again from ``deepen_factor`` times as many start rotations (a second seeded set), and steps
-   3-4 are redone on all its placements (refining ``1 + deepen_factor`` times as many
-   clusters, reporting the best ``refine_top``). A single chain in the density of a whole
-   complex has a narrow basin (about 1 start in 500 reaches it); a domain in a segment that it
-   fills is found by dozens of starts and is never searched again.
+   and the best ``refine_top`` written as rows of the ``fits`` table;
+5. the search is widened by the candidate's *room*, ``(Rg_footprint / Rg_candidate)^3``, about
+   how many candidate-sized places the density holds (a chain in the density of a complex, a
+   subunit of an oligomer or filament): each is a basin that some start must reach, and the
+   smoothed search loss can rank the right one below wrong ones. So ``ceil(room)`` (1 to
+   ``room_cap``) times ``refine_top`` clusters are refined, and a deeper search, decided for
+   each candidate on its own (never by how other candidates of the run scored, so that a
+   candidate gets the same search alone, in any shard or in any library), runs when the best
+   cluster fits (``fit_ok``) with fewer than ``deepen_hits`` hits (a best pose that the search
+   found once or twice, not converged on) and the candidate is not much bigger than the
+   density (room ``>= deepen_ratio``): it starts from ``ceil(room)`` times as many positions
+   and ``deepen_factor`` times as many rotations (second seeded sets), and steps 3-4 are
+   redone on all its placements (refining ``1 + deepen_factor`` times ``refine_top``
+   clusters, reporting the best ``refine_top``). Measured in ``benchmarks/bench_robustness.py``
+   over 20 random start poses and seeds per case and contour: a single chain among its
+   neighbours at a high contour has a basin that about 1 start in 3,500 reaches; a domain in
+   a segment that it fills is found by dozens of starts and is never searched again.
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ from .optimise import VolumeSampler, optimise_placements
 from .outputs import (
     UniqueNames,
     atomic_write,
+    lock_output_dir,
     prepare_output_dir,
     remove_previous_outputs,
     safe_name,
@@ -383,6 +390,7 @@ class _Batcher:
         self.starts_rot = sample_rotations(params.rotations, params.seed)
         self.per = len(self.starts_pos) * len(self.starts_rot)  # start placements a candidate
         self.footprint_rg = footprint_radius(prep)
+        self._deeper_positions: dict[int, np.ndarray] = {}
         self.pending: list[_Prepared] = []
         self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="difffit-score")
         self.queued: list[Future] = []
@@ -393,12 +401,15 @@ class _Batcher:
     def map_rows(self, items: list[tuple[_Prepared, tuple]], n_refine: int | None = None
                  ) -> list[tuple[list[dict] | Exception, float]]:
         """``_rows_for_candidate`` of each ``(candidate, poses)`` on the scoring threads, in
-        the items' order: the rows, or the exception that stopped them, and the seconds."""
+        the items' order: the rows, or the exception that stopped them, and the seconds.
+        ``n_refine`` clusters are refined (default :func:`clusters_to_refine`, per candidate).
+        """
         def rows_of(item):
             t1 = time.perf_counter()
+            n = n_refine or clusters_to_refine(item[0], self.footprint_rg, self.params)
             try:
                 rows = _rows_for_candidate(item[0], item[1], self.prep, self.refine_sampler,
-                                           self.footprint, self.params, n_refine)
+                                           self.footprint, self.params, n)
             except Exception as exc:
                 log.debug("scoring failed:\n%s", traceback.format_exc())
                 rows = exc
@@ -481,8 +492,19 @@ class _Batcher:
             share = self.per * len(c.search) * self.params.iterations / max(n_samples, 1)
             self.outcome.seconds[c.atoms.name] = share * t_search + seconds
             self.bar.update(1)
-        _deepen(deeper, self.outcome, self.sampler, self.starts_pos, self.params,
-                self.map_rows)
+        _deepen(deeper, self.outcome, self.sampler, self.deeper_positions, self.footprint_rg,
+                self.params, self.map_rows)
+
+    def deeper_positions(self, factor: int) -> np.ndarray:
+        """``(factor x positions, 3)`` start positions of the deeper search (seed + 1),
+        spread over the footprint like the first search's; cached per factor."""
+        if factor not in self._deeper_positions:
+            box = self.prep.footprint_box
+            self._deeper_positions[factor] = sample_positions(
+                self.prep.mask[box], self.prep.raw.origin, self.prep.raw.voxel_size,
+                self.params.positions * factor, self.params.seed + 1,
+                corner=[b.start for b in box])
+        return self._deeper_positions[factor]
 
 
 def _failure(cand: _Prepared, reason: str, stage: str = "fit") -> dict:
@@ -588,47 +610,91 @@ def footprint_radius(prep: PreparedMap) -> float:
     return float(np.sqrt(((xyz - xyz.mean(0)) ** 2).sum(1).mean()))
 
 
+def candidate_room(cand: _Prepared, footprint_rg: float) -> float:
+    """Room for the candidate in the footprint: ``(footprint Rg / candidate Rg)^3``, about
+    how many candidate-sized placements the density holds (1: the candidate fills it)."""
+    return (footprint_rg / cand.rg) ** 3
+
+
+def room_factor(cand: _Prepared, footprint_rg: float, params: FitParams) -> int:
+    """``ceil(room)`` between 1 and ``room_cap``: how many times the candidate's search is
+    widened (clusters refined, positions of the deeper search) where the footprint holds
+    several candidate-sized places, each a basin that a start must reach and that the
+    smoothed search loss may rank below wrong poses."""
+    room = candidate_room(cand, footprint_rg)
+    return int(min(params.room_cap, max(1, np.ceil(room - 1e-6))))
+
+
+def clusters_to_refine(cand: _Prepared, footprint_rg: float, params: FitParams) -> int:
+    """Clusters of the first search refined and scored: ``refine_top x`` :func:`room_factor`.
+
+    In a footprint with room for several candidates (a chain in the density of a complex, a
+    subunit of an oligomer or filament) the smoothed search loss can rank the right basin
+    below several wrong ones that the refinement on the unsmoothed map would reject."""
+    return params.refine_top * room_factor(cand, footprint_rg, params)
+
+
 def needs_deeper_search(cand: _Prepared, rows: list[dict], footprint_rg: float,
                         params: FitParams) -> bool:
-    """Whether a candidate's first search left it unconverged where there is room to miss.
+    """Whether a candidate's first search left it unconverged where searching more can help.
 
     True when the deeper search is on (``deepen_hits > 0``, ``deepen_factor > 0``), the best
-    cluster fits (``fit_ok``) with fewer than ``deepen_hits`` hits, and the footprint is large
-    against the candidate: ``(footprint_rg / candidate_rg)^3 >= deepen_ratio``. It depends on
-    the map and the candidate alone, never on the other candidates of the run.
+    cluster fits (``fit_ok``) with fewer than ``deepen_hits`` hits, and the candidate is not
+    much bigger than the density: room (:func:`candidate_room`) ``>= deepen_ratio`` (a
+    candidate about the footprint's size, e.g. an oligomer in its own masked map at a high
+    contour, can miss as well as a chain among neighbours). It depends on the map and the
+    candidate alone, never on the other candidates of the run.
     """
     if params.deepen_hits <= 0 or params.deepen_factor <= 0 or not rows:
         return False
     best = rows[0]
-    room = (footprint_rg / cand.rg) ** 3
     return bool(best["fit_ok"]) and best["hits"] < params.deepen_hits and \
-        room >= params.deepen_ratio
+        candidate_room(cand, footprint_rg) >= params.deepen_ratio
 
 
 def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: VolumeSampler,
-            starts_pos: np.ndarray, params: FitParams, map_rows) -> None:
-    """Search ``todo`` candidates again from ``deepen_factor`` x rotations; redo their rows
-    (``map_rows``: :meth:`_Batcher.map_rows`)."""
+            positions_for, footprint_rg: float, params: FitParams, map_rows) -> None:
+    """Search ``todo`` candidates again and redo their rows (``map_rows``:
+    :meth:`_Batcher.map_rows`).
+
+    The deeper search starts from ``positions x`` :func:`room_factor` positions
+    (``positions_for(factor)``, a second seeded set spread over the footprint) times
+    ``rotations x deepen_factor`` rotations (a second seeded set): the more candidate-sized
+    places the footprint holds, the more places the search starts from. Candidates are
+    searched in groups of equal factor, which never changes a candidate's fits.
+    """
     if not todo or params.deepen_factor <= 0:
         return
     rotations = sample_rotations(params.rotations * params.deepen_factor, params.seed + 1)
-    cands = [c for c, _ in todo]
-    t0 = time.perf_counter()
-    try:
-        results = _search_batch(cands, sampler, starts_pos, rotations, params)
-    except Exception:  # the first search's rows stand
-        log.warning("deeper search failed; keeping the first search's fits:\n%s",
-                    traceback.format_exc())
-        return
-    t_search = time.perf_counter() - t0
-    per = len(starts_pos) * len(rotations)
-    n_samples = sum(per * len(c.search) for c in cands) * params.iterations
-    outcome.search_samples += n_samples
-    outcome.search_seconds += t_search
-    items = [(cand, tuple(np.concatenate([a, b]) for a, b in zip(first, extra, strict=True)))
-             for (cand, first), extra in zip(todo, results, strict=True)]
+    groups: dict[int, list[int]] = {}
+    for i, (cand, _) in enumerate(todo):
+        groups.setdefault(room_factor(cand, footprint_rg, params), []).append(i)
+    extra: list = [None] * len(todo)
+    costs: list[tuple[float, float]] = [(0.0, 0.0)] * len(todo)  # (samples, seconds)
+    for factor, members in sorted(groups.items()):
+        cands = [todo[i][0] for i in members]
+        starts_pos = positions_for(factor)
+        t0 = time.perf_counter()
+        try:
+            results = _search_batch(cands, sampler, starts_pos, rotations, params)
+        except Exception:  # the first search's rows stand
+            log.warning("deeper search failed; keeping the first search's fits:\n%s",
+                        traceback.format_exc())
+            continue
+        t_search = time.perf_counter() - t0
+        per = len(starts_pos) * len(rotations)
+        n_samples = sum(per * len(c.search) for c in cands) * params.iterations
+        outcome.search_samples += n_samples
+        outcome.search_seconds += t_search
+        for i, res in zip(members, results, strict=True):
+            extra[i] = res
+            share = per * len(todo[i][0].search) * params.iterations / max(n_samples, 1)
+            costs[i] = (share, share * t_search)
+    items = [(cand, tuple(np.concatenate([a, b]) for a, b in zip(first, more, strict=True)))
+             for (cand, first), more in zip(todo, extra, strict=True) if more is not None]
+    done = [i for i in range(len(todo)) if extra[i] is not None]
     scored = map_rows(items, params.refine_top * (1 + params.deepen_factor))
-    for (cand, poses), (rows, seconds) in zip(items, scored, strict=True):
+    for i, (cand, poses), (rows, seconds) in zip(done, items, scored, strict=True):
         name = cand.atoms.name
         if isinstance(rows, Exception):
             log.warning("%s: deeper search not scored (%s); keeping the first search's fits",
@@ -639,8 +705,7 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: V
         log.info("%s: deeper search (%d starts): best score %.3f -> %.3f, hits %d -> %d", name,
                  len(poses[0]), old[0]["score"], rows[0]["score"], old[0]["hits"],
                  rows[0]["hits"])
-        share = per * len(cand.search) * params.iterations / max(n_samples, 1)
-        outcome.seconds[name] = outcome.seconds.get(name, 0.0) + share * t_search + seconds
+        outcome.seconds[name] = outcome.seconds.get(name, 0.0) + costs[i][1] + seconds
 
 
 # --- output --------------------------------------------------------------------------------
@@ -814,6 +879,7 @@ def run_record(prep: PreparedMap, params: FitParams, device: dict, outcome: FitO
         "warnings": inputs.warnings,
         "versions": software_versions(),
         "n_candidates": len(outcome.seconds), "n_failures": len(outcome.failures),
+        "complete": True,
         "timing": {"total_s": total, "search_s": outcome.search_seconds,
                    "per_candidate_s": outcome.seconds,
                    "samples_per_s": outcome.search_samples / max(outcome.search_seconds, 1e-9),
@@ -830,27 +896,31 @@ def run_fit(prep: PreparedMap, inputs: list[str], out_dir: str | Path, params: F
     prepare_output_dir`), and the files of a previous run in it (:data:`FIT_OUTPUTS` and
     ``models/*_c<k>.cif``, nothing else) are removed, so results of two runs never mix. The
     tables are written before the models and ``run.json`` last, each file atomically: a
-    complete ``run.json`` marks a complete run. Returns the outcome and the run record.
+    ``run.json`` with ``"complete": true`` marks a complete run. The folder is locked for the
+    run (:func:`~difffit_screen.outputs.lock_output_dir`): a second run into it is refused.
+    Returns the outcome and the run record.
     :func:`screen` returns the same tables without writing anything.
     """
     out_dir = prepare_output_dir(out_dir, ["models"] if params.models > 0 else [])
-    removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
-                                      keep=[i for i in inputs if Path(i).exists()])
-    if removed:
-        log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
-    t0 = time.perf_counter()
-    device = describe_device(resolve_device(params.device), params.device)
-    log.info("%s", format_device(device))
-    seen = _InputLog(keep_models=params.models > 0)
-    outcome = fit_candidates(prep, seen.track(iter_candidates(inputs, params)), params,
-                             progress=progress, n_total=count_candidates(inputs))
-    contour = contour_warning(prep, seen.volumes)
-    if contour:
-        seen.warnings.append({"candidate": None, "warning": contour})
-    ranking, problems = write_results(outcome, seen.kept, out_dir, params.models)
-    seen.warnings += [{"candidate": None, "warning": p} for p in problems]
-    record = run_record(prep, params, device, outcome, seen, ranking, time.perf_counter() - t0)
-    write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
+    with lock_output_dir(out_dir):
+        removed = remove_previous_outputs(out_dir, FIT_OUTPUTS, [("models", MODEL_FILE)],
+                                          keep=[i for i in inputs if Path(i).exists()])
+        if removed:
+            log.info("%s: removed %d file(s) of a previous run", out_dir, len(removed))
+        t0 = time.perf_counter()
+        device = describe_device(resolve_device(params.device), params.device)
+        log.info("%s", format_device(device))
+        seen = _InputLog(keep_models=params.models > 0)
+        outcome = fit_candidates(prep, seen.track(iter_candidates(inputs, params)), params,
+                                 progress=progress, n_total=count_candidates(inputs))
+        contour = contour_warning(prep, seen.volumes)
+        if contour:
+            seen.warnings.append({"candidate": None, "warning": contour})
+        ranking, problems = write_results(outcome, seen.kept, out_dir, params.models)
+        seen.warnings += [{"candidate": None, "warning": p} for p in problems]
+        record = run_record(prep, params, device, outcome, seen, ranking,
+                            time.perf_counter() - t0)
+        write_text(out_dir / "run.json", json.dumps(record, indent=2, default=_json_default))
     return outcome, record
 
 

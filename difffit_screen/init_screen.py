@@ -211,6 +211,15 @@ def render_snakefile(workflow: Path | None = None) -> str:
             "use rule * from difffit_screen\n")
 
 
+def yaml_item(key: str, value: Any, indent: str = "") -> str:
+    """``key: value`` as YAML written by ``yaml.safe_dump`` (quoted and escaped as needed: a
+    value with ``"``, ``'``, ``:``, ``#`` or a line break reads back as itself), each line
+    indented by ``indent``; no final line break."""
+    text = yaml.safe_dump({key: value}, default_flow_style=False, sort_keys=False,
+                          allow_unicode=True, width=float("inf"))
+    return "\n".join(indent + line for line in text.splitlines())
+
+
 def render_workflow_profile(template: str, gpu_model: str | None) -> str:
     """The workflow profile, with ``gpu_model`` set for the GPU rules when given."""
     if not gpu_model:
@@ -218,7 +227,7 @@ def render_workflow_profile(template: str, gpu_model: str | None) -> str:
     marker = '    # gpu_model: "a100"'
     if marker not in template:
         raise InputError("workflow profile template has no gpu_model line to fill in")
-    lines = [f'    gpu_model: "{gpu_model}"' if line.startswith(marker) else line
+    lines = [yaml_item("gpu_model", gpu_model, "    ") if line.startswith(marker) else line
              for line in template.splitlines()]
     return "\n".join(lines) + "\n"
 
@@ -228,9 +237,9 @@ def render_slurm_profile(template: str, account: str | None, shards: int | None)
     out = []
     for line in template.splitlines():
         if account and line.lstrip().startswith("# slurm_account:"):
-            line = f'  slurm_account: "{account}"'
+            line = yaml_item("slurm_account", account, "  ")
         if shards and line.strip().startswith("shard:"):
-            line = f"  shard: {int(shards)}"
+            line = yaml_item("shard", int(shards), "  ")
         out.append(line)
     return "\n".join(out) + "\n"
 
@@ -256,14 +265,22 @@ def write_screen(folder: str | os.PathLike, settings: ScreenSettings,
 
     ``workflow`` is the workflow's Snakefile (default: the installed package's).
 
+    Every YAML value given is written by ``yaml.safe_dump`` (quoted and escaped as needed), and
+    the files are written all or nothing (:func:`write_files`).
+
     Raises
     ------
     InputError
-        When a file would be overwritten without ``force``, or a template is missing.
+        When ``folder`` is empty, a file or under a file, a file would be overwritten without
+        ``force``, a template is missing, or a file cannot be written (nothing is left behind).
     """
+    if not str(folder).strip():
+        raise InputError(f"DIR {str(folder)!r}: empty path (give a folder name; '.' for the "
+                         f"current folder)")
     given = workflow
     workflow = find_workflow(workflow)
     root = Path(folder).expanduser().resolve()
+    check_folder_target(root)
     files = {
         "config/config.yaml": render_config(
             build_config(read_template("config/config.yaml", workflow), settings), workflow),
@@ -281,10 +298,69 @@ def write_screen(folder: str | os.PathLike, settings: ScreenSettings,
     existing = [name for name in files if (root / name).exists()]
     if existing and not force:
         raise InputError(f"{root}: already holds {', '.join(existing)} (--force overwrites)")
-    written = []
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        written.append(path)
-    return written
+    for name, text in files.items():  # every YAML file must read back (values were dumped)
+        if name.endswith(".yaml"):
+            yaml.safe_load(text)
+    return write_files(root, files)
+
+
+def check_folder_target(root: Path) -> None:
+    """Refuse a screen folder that is a file or lies under one (one line naming it)."""
+    if root.exists() and not root.is_dir():
+        raise InputError(f"DIR {root}: is a file, not a folder")
+    for parent in root.parents:
+        if parent.exists() and not parent.is_dir():
+            raise InputError(f"DIR {root}: {parent} is a file, not a folder")
+
+
+def write_files(root: Path, files: dict[str, str]) -> list[Path]:
+    """Write ``files`` (relative name -> text) under ``root``, all or nothing.
+
+    Each file is written to ``<name>.part`` first; once all are written they are renamed into
+    place. When a write fails (an unwritable or full folder, a file where a folder should be),
+    the ``.part`` files and the folders this call created are removed and nothing is left
+    behind.
+
+    Raises
+    ------
+    InputError
+        A file or folder could not be written (one line naming it and the reason).
+    """
+    from .outputs import describe_os_error, part_path
+
+    check_folder_target(root)
+    created: list[Path] = []
+    parts: list[tuple[Path, Path]] = []
+    try:
+        for name, text in files.items():
+            path = root / name
+            _make_folder(path.parent, created)
+            part = part_path(path)
+            parts.append((part, path))
+            part.write_text(text, encoding="utf-8")
+        for part, path in parts:
+            os.replace(part, path)
+    except OSError as exc:
+        for part, _ in parts:
+            part.unlink(missing_ok=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        where = exc.filename or root
+        raise InputError(f"DIR {root}: cannot write {where} ({describe_os_error(exc)}); "
+                         f"nothing was written") from None
+    return [path for _, path in parts]
+
+
+def _make_folder(folder: Path, created: list[Path]) -> None:
+    """Create ``folder`` and its missing parents, noting each one created."""
+    missing = []
+    for f in [folder, *folder.parents]:
+        if f.is_dir():
+            break
+        missing.append(f)  # a file in the way: mkdir below raises
+    for f in reversed(missing):
+        f.mkdir()
+        created.append(f)

@@ -20,6 +20,14 @@ import numpy as np
 from .errors import InputError
 
 MAP_SUFFIXES = (".mrc", ".map", ".ccp4", ".mrc.gz", ".map.gz", ".ccp4.gz", ".mrcs")
+VOXEL_SIZE_RANGE = (0.01, 50.0)
+"""Å. Voxel sizes outside this range are refused: no cryo-EM map samples finer than 0.01 Å,
+and at more than 50 Å per voxel an atomic model spans a voxel or two (an absurd cell, or one
+given in the wrong unit)."""
+COMPLEX_MODES = {3: "complex int16", 4: "complex float32"}
+"""MRC modes that hold Fourier transforms, not densities."""
+REAL_MODES = (0, 1, 2, 6, 12)
+"""MRC modes of real-valued voxels: int8, int16, float32, uint16, float16."""
 
 
 @dataclass
@@ -87,8 +95,9 @@ def read_map(path: str | os.PathLike) -> DensityMap:
     Raises
     ------
     InputError
-        Missing, unreadable or corrupt file; not 3-D; empty; non-finite values; non-orthogonal
-        cell; zero voxel size.
+        Missing, unreadable or corrupt file; complex (MRC mode 3 or 4: a Fourier transform);
+        not 3-D; empty; non-finite values; non-orthogonal cell; a voxel size outside
+        :data:`VOXEL_SIZE_RANGE`.
     """
     path = Path(path)
     if not path.exists():
@@ -106,8 +115,16 @@ def read_map(path: str | os.PathLike) -> DensityMap:
                 nstart_crs = np.array([header.nxstart, header.nystart, header.nzstart], float)
                 origin = np.array([header.origin.x, header.origin.y, header.origin.z], float)
                 angles = np.array([header.cellb.alpha, header.cellb.beta, header.cellb.gamma])
+                mode = int(header.mode)
     except (OSError, ValueError, EOFError, gzip.BadGzipFile) as exc:
         raise InputError(f"{path}: cannot read map ({exc})") from None
+    if mode in COMPLEX_MODES or (raw is not None and np.iscomplexobj(raw)):
+        kind = COMPLEX_MODES.get(mode, "complex")
+        raise InputError(f"{path}: MRC mode {mode} ({kind}) holds a Fourier transform, not a "
+                         f"density map; give the real-space map")
+    if raw is None and mode not in REAL_MODES:
+        raise InputError(f"{path}: MRC mode {mode} is not a density map mode (the real-valued "
+                         f"modes {', '.join(map(str, REAL_MODES))} are read)")
     if raw is None:
         raise InputError(f"{path}: not a valid MRC/CCP4 map (no data block; corrupt or truncated)")
     if raw.ndim != 3:
@@ -126,6 +143,13 @@ def read_map(path: str | os.PathLike) -> DensityMap:
     # voxel_size from mrcfile is cella / (mx, my, mz), already x, y, z.
     if np.any(voxel <= 0) or not np.all(np.isfinite(voxel)):
         raise InputError(f"{path}: invalid voxel size {voxel.tolist()} (cell dimensions missing?)")
+    lo, hi = VOXEL_SIZE_RANGE
+    if np.any(voxel < lo) or np.any(voxel > hi):
+        size = ", ".join(f"{v:.4g}" for v in voxel)
+        cell = ", ".join(f"{v:.4g}" for v in voxel * data.shape[::-1])
+        raise InputError(f"{path}: voxel size ({size}) Å is outside the accepted {lo:g}-{hi:g} Å "
+                         f"(cell ({cell}) Å for {data.shape[::-1]} voxels: an absurd cell, or "
+                         f"one in the wrong unit?)")
     nstart_xyz = np.zeros(3)
     for crs_axis, code in enumerate(axes):  # column/row/section start -> its x/y/z axis
         nstart_xyz[code - 1] = nstart_crs[crs_axis]

@@ -111,6 +111,14 @@ FETCH_RANGES: dict[str, Range] = {
 AGGREGATE_RANGES: dict[str, Range] = {"expect": count(1, 10_000_000)}
 """``aggregate`` options."""
 
+INIT_RANGES: dict[str, Range] = {
+    "threshold": FETCH_RANGES["contour"],
+    "resolution": FETCH_RANGES["resolution"],
+    "gpus_per_node": count(1, 1024),
+    "shards": count(1, 1_000_000),
+}
+"""``init`` options (the map's contour level and resolution as ``fetch-map`` takes them)."""
+
 
 def check_value(option: str, value: object, rng: Range) -> None:
     """Raise :class:`InputError` unless ``value`` (a number, or a list of them) is in ``rng``."""

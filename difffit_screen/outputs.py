@@ -1,11 +1,18 @@
-"""Output files and folders: atomic writes, the output folder checked before any work, and the
-files of a previous run in a reused folder removed (only files this tool writes).
+"""Output files and folders: atomic writes, the output folder checked and locked before any work,
+the files of a previous run in a reused folder removed (only files this tool writes), and the
+run record that marks a finished run.
 
 Every output file is written to ``<name>.part`` beside it and renamed into place
 (:func:`atomic_write`), so that a killed or failed run never leaves a half-written file under a
 final name. Output folders are checked and created before the fit starts
 (:func:`prepare_output_dir`): ``--out`` being a file, under a file, unwritable, or a sub-folder
-such as ``models/`` being a file is one line, exit status 2, before any work.
+such as ``models/`` being a file, or an empty path, is one line, exit status 2, before any work.
+A run holds an exclusive lock on its output folder (:func:`lock_output_dir`, ``flock`` on
+``.difffit.lock``), so a second run into the same folder is refused instead of mixing its files
+with the first's; the kernel drops the lock when a process dies, so a killed run never blocks the
+next. A write that fails (disk full, quota, file too large: :class:`OutputError`) is one line
+naming the file. ``run.json`` is written last with ``"complete": true``;
+:func:`read_run_record` refuses a folder whose record is missing, unreadable or not complete.
 Candidate names become file-name stems through :func:`safe_name`, and repeated names are made
 distinct (``<name>_2``, ``<name>_3`` ...) by :class:`UniqueNames` / :func:`unique_names`.
 """
@@ -13,7 +20,10 @@ distinct (``<name>_2``, ``<name>_3`` ...) by :class:`UniqueNames` / :func:`uniqu
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import json
+import logging
 import os
 import platform
 import re
@@ -23,6 +33,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 120
 """File-name stems longer than this (in UTF-8 bytes) are cut and get a hash suffix."""
@@ -54,15 +66,46 @@ def atomic_write(path: str | os.PathLike, unique: bool = False) -> Iterator[Path
     ...     pq.write_table(table, tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(path, exc) from None
     tmp = part_path(path, unique)
     try:
         yield tmp
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and not isinstance(exc, InputError):
+            raise OutputError(path, exc) from None
         raise
+
+
+class OutputError(InputError):
+    """An output file that could not be written (disk full, quota, file too large, read-only
+    or vanished folder): one line naming the file and the system's reason.
+
+    :func:`atomic_write` raises it for any ``OSError`` while writing or renaming its file;
+    the half-written ``.part`` file is removed first.
+    """
+
+    def __init__(self, path: str | os.PathLike, exc: OSError) -> None:
+        self.path = Path(path)
+        self.errno = exc.errno
+        super().__init__(f"{path}: cannot write ({describe_os_error(exc)})")
+
+
+STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in
+                           ("ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EIO") if hasattr(errno, name))
+"""Errors of the storage itself (full, over quota, file too large, read-only, I/O error)."""
+
+
+def describe_os_error(exc: OSError) -> str:
+    """The system's reason of ``exc`` in words (``No space left on device``), one line."""
+    if exc.errno is not None:
+        return os.strerror(exc.errno)
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -86,6 +129,31 @@ def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
         return clean
     digest = hashlib.sha1(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{(clean or 'candidate')[: max_bytes - 9]}_{digest}"
+
+
+def one_line(text) -> str:
+    """``str(text)`` kept on one line and in one TSV field: backslashes doubled and every
+    character that is not printable (newlines and other line breaks, tabs, control characters)
+    written as its ``\\x..`` / ``\\u....`` escape. Distinct texts stay distinct.
+
+    Examples
+    --------
+    >>> one_line("a\\nb\\tc")
+    'a\\\\x0ab\\\\x09c'
+    """
+    def escape(ch: str) -> str:
+        if ch == "\\":
+            return "\\\\"
+        if ch.isprintable():
+            return ch
+        code = ord(ch)
+        return (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                else f"\\U{code:08x}")
+
+    text = str(text)
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(escape(ch) for ch in text)
 
 
 class UniqueNames:
@@ -132,9 +200,12 @@ def prepare_output_dir(out: str | os.PathLike, subdirs: Sequence[str] = (),
     Raises
     ------
     InputError
-        ``out`` is a file, lies under a file, cannot be created or written, or a sub-folder
-        is a file (one line naming the path).
+        ``out`` is empty, a file, lies under a file, cannot be created or written, or a
+        sub-folder is a file (one line naming the path).
     """
+    if not str(out).strip():
+        raise InputError(f"{option} {str(out)!r}: empty path (give a folder name; '.' for the "
+                         f"current folder)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{option} {out}: is a file, not a folder")
@@ -160,6 +231,126 @@ def prepare_output_dir(out: str | os.PathLike, subdirs: Sequence[str] = (),
     except OSError as exc:
         raise InputError(f"{option} {out}: folder is not writable ({exc.strerror})") from None
     return out
+
+
+LOCK_FILE = ".difffit.lock"
+"""The lock file a run holds in its output folder (:func:`lock_output_dir`)."""
+_HELD: dict[str, list] = {}  # real path of a locked folder -> [fd, depth] (this process)
+_HELD_GUARD = threading.Lock()
+_NO_FLOCK = frozenset(getattr(errno, name) for name in ("ENOLCK", "ENOSYS", "EOPNOTSUPP",
+                                                        "ENOTSUP") if hasattr(errno, name))
+
+
+@contextlib.contextmanager
+def lock_output_dir(out: str | os.PathLike, option: str = "--out") -> Iterator[Path]:
+    """Hold an exclusive lock on the output folder ``out`` (which must exist) while writing.
+
+    The lock is ``flock`` on ``out/.difffit.lock`` (the file holds the holder's pid and host;
+    it is removed when the lock is released). A second run into the same folder, in another
+    process, is refused; within one process the lock is re-entrant. The kernel releases the
+    lock of a process that dies, so a killed run leaves at most an unlocked file that the next
+    run takes over. On a file system without ``flock`` the run goes on unlocked, with a warning.
+
+    Raises
+    ------
+    InputError
+        Another process holds the lock (one line naming the folder and the holder).
+    """
+    key = os.path.realpath(out)
+    with _HELD_GUARD:
+        held = _HELD.get(key)
+        if held is not None:
+            held[1] += 1
+        else:
+            _HELD[key] = held = [_acquire_lock(Path(out), option), 1]
+    try:
+        yield Path(out)
+    finally:
+        with _HELD_GUARD:
+            held[1] -= 1
+            if held[1] == 0:
+                del _HELD[key]
+                _release_lock(Path(key) / LOCK_FILE, held[0])
+
+
+def _acquire_lock(out: Path, option: str) -> int | None:
+    """Open and ``flock`` ``out/.difffit.lock``; the file descriptor (None: no flock here)."""
+    import fcntl
+    import socket
+
+    path = out / LOCK_FILE
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise InputError(f"{option} {out}: cannot create the lock file {path} "
+                             f"({describe_os_error(exc)})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").split()
+            os.close(fd)
+            who = f" (pid {holder[0]} on {holder[1]})" if len(holder) >= 2 else ""
+            raise InputError(f"{option} {out}: another difffit-screen run{who} is writing into "
+                             f"this folder; wait for it to end or choose another {option}"
+                             ) from None
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in _NO_FLOCK:
+                log.warning("%s: file locks are not supported here (%s): a second run into "
+                            "this folder would not be refused", out, describe_os_error(exc))
+                return None
+            raise InputError(f"{option} {out}: cannot lock {path} ({describe_os_error(exc)})"
+                             ) from None
+        try:  # the previous holder may have removed the file between our open and our lock
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    with contextlib.suppress(OSError):  # who holds it, for the refusal's message (a full
+        os.ftruncate(fd, 0)             # disk must not stop the run here)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+    return fd
+
+
+def _release_lock(path: Path, fd: int | None) -> None:
+    """Remove the lock file (still holding the lock), then release it."""
+    if fd is None:
+        return
+    with contextlib.suppress(OSError):
+        path.unlink()
+    os.close(fd)
+
+
+def read_run_record(folder: str | os.PathLike, what: str = "run") -> dict:
+    """The ``run.json`` of a finished run in ``folder``.
+
+    A run writes ``run.json`` last, atomically, with ``"complete": true``; a folder whose run
+    was killed (or is still running, or failed) has none, and a record cut short or without the
+    mark is not one of a finished run.
+
+    Raises
+    ------
+    InputError
+        ``run.json`` is missing, unreadable, not a JSON object or not marked complete (one line
+        naming the folder).
+    """
+    path = Path(folder) / "run.json"
+    if not path.is_file():
+        raise InputError(f"{folder}: no run.json, so not a finished {what} (killed, failed or "
+                         f"still running?)")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+        raise InputError(f"{path}: unreadable run record ({reason}), so not a finished "
+                         f"{what} (cut short?)") from None
+    if not isinstance(record, dict) or record.get("complete") is not True:
+        raise InputError(f"{path}: not marked complete (\"complete\": true), so not a "
+                         f"finished {what}")
+    return record
 
 
 def remove_previous_outputs(out: str | os.PathLike, names: Sequence[str],

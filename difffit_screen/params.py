@@ -263,10 +263,15 @@ class FitParams:
         help="the deeper search adds this many times --rotations start rotations per position "
              "(default {default})")
     deepen_ratio: float = option(
-        1.5, range=Range(0.0, 1e6), group=SEARCH,
-        help="only candidates with (footprint Rg / candidate Rg)^3 >= this (default {default}) "
-             "can get the deeper search: a candidate that fills its segment converges without "
-             "it")
+        0.75, range=Range(0.0, 1e6), group=SEARCH,
+        help="only candidates with room = (footprint Rg / candidate Rg)^3 >= this (default "
+             "{default}) can get the deeper search: a candidate much bigger than the density "
+             "cannot be placed better by searching more")
+    room_cap: int = option(
+        3, range=count(1, 100), group=SEARCH,
+        help="a footprint with room for several candidates (room, see --deepen-ratio) gets "
+             "ceil(room), at most this (default {default}), times --refine-top clusters "
+             "refined and times --positions positions in the deeper search")
     map_kind: str = option(
         "whole", choices=("segment", "whole"), group=SEARCH, config="map_kind",
         help="ranking score: 'whole' (default) = local_cc, how well the candidate explains the "
@@ -280,9 +285,9 @@ class FitParams:
 
     def __post_init__(self) -> None:
         """Refuse a search too big to run: more than :data:`MAX_STARTS` start placements per
-        candidate (positions x rotations, times ``1 + deepen_factor`` with the deeper search),
-        one line naming the options, before any work."""
-        factor = 1 + (self.deepen_factor if self.deepen_hits > 0 else 0)
+        candidate (positions x rotations, times ``1 + deepen_factor x room_cap`` with the
+        deeper search), one line naming the options, before any work."""
+        factor = 1 + (self.deepen_factor * self.room_cap if self.deepen_hits > 0 else 0)
         starts = self.positions * self.rotations * factor
         if starts > MAX_STARTS:
             deeper = f" x {factor} (the deeper search)" if factor > 1 else ""

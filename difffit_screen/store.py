@@ -377,16 +377,20 @@ def load_candidates(rows: Iterable[dict]) -> Iterator[tuple[dict, Atoms | None, 
 
     ``atoms`` is the whole file's model, or the row's chain of it, its ``meta`` holding the
     names its header gives (the chain's own for a chain row); on failure it is None and
-    ``error`` says why.
+    ``error`` says why (a row without a path gets an error of its own; the rest go on).
     """
     rows = list(rows)
     by_path: dict[str, list[int]] = {}
     for i, row in enumerate(rows):
-        by_path.setdefault(row["path"], []).append(i)
+        if row.get("path"):
+            by_path.setdefault(row["path"], []).append(i)
     parsed: dict[str, tuple[Atoms | None, str | None, dict]] = {}
     remaining = {path: len(ids) for path, ids in by_path.items()}
     for row in rows:
         path = row["path"]
+        if not path:  # a manifest row without a file (its fetch failed): a failure row
+            yield row, None, f"manifest row {row.get('candidate')}: no file path"
+            continue
         if path not in parsed:
             try:
                 atoms, annotations = read_structure_annotated(path)
@@ -435,7 +439,12 @@ def pack_library(manifest: pa.Table | Sequence[dict], out_paths: Sequence[str | 
     spill_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=spill_dir, prefix=".pack-") as tmp:
         spill = Path(tmp) / "candidates.arrow"
-        sizes = _spill_candidates(rows, prepare, spill, failures)
+        try:
+            sizes = _spill_candidates(rows, prepare, spill, failures)
+        except OSError as exc:  # a full disk: one line naming the file
+            from .outputs import OutputError
+
+            raise OutputError(spill, exc) from None
         table = pa.ipc.open_file(pa.memory_map(str(spill))).read_all() if sizes else None
         for path, indices in zip(out_paths, assign_shards(sizes, len(out_paths)), strict=True):
             shard = table.take(indices) if indices else STORE_SCHEMA.empty_table()

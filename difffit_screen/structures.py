@@ -17,7 +17,13 @@ import gemmi
 import numpy as np
 
 from .errors import InputError
-from .validate import check_atoms, check_compressed, check_file_end
+from .validate import (
+    check_atoms,
+    check_compressed,
+    check_file_end,
+    check_last_line,
+    ends_without_line_break,
+)
 
 ATOM_SETS = ("all", "backbone", "ca")
 STRUCTURE_SUFFIXES = (".pdb", ".ent", ".cif", ".mmcif", ".pdb.gz", ".ent.gz", ".cif.gz",
@@ -182,6 +188,7 @@ def read_structure_annotated(
     if path.stat().st_size == 0:
         raise InputError(f"{path}: structure file is empty")
     check_compressed(path)  # gemmi reads a truncated .gz silently as a fragment
+    check_last_line(path)  # a PDB file cut mid-record: gemmi may read it as a fragment
     block = None
     try:
         if is_mmcif_path(path):
@@ -193,6 +200,9 @@ def read_structure_annotated(
             st = gemmi.read_structure(str(path), merge_chain_parts=True)
     except Exception as exc:  # gemmi raises RuntimeError/ValueError/OSError subclasses
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if ends_without_line_break(path):
+            raise InputError(f"{path}: truncated file: it ends in a partial line and cannot be "
+                             f"parsed ({msg})") from None
         raise InputError(f"{path}: cannot parse structure ({msg})") from None
     atoms = atoms_from_gemmi(st, name or candidate_name(path), str(path), keep_hydrogens,
                              keep_waters, keep_ligands)

@@ -251,22 +251,46 @@ def concat_tables(paths: Iterable[str | os.PathLike], schema: pa.Schema) -> pa.T
 
 SHARD_NAME = re.compile(r"^(\d+)-of-(\d+)$")
 SHARD_FILES = ("fits.parquet", "failures.parquet")
+RUN_SETTINGS_IGNORED = ("device", "max_samples", "bucket_window", "models")
+"""Fit parameters that may differ between the shards of one screen (they change where and in
+what batches it runs, or how many model files it writes, not the fits)."""
+MAP_SETTINGS = ("sha256", "threshold", "resolution", "sigmas", "weights", "negative")
+"""The map settings recorded in ``run.json`` that every shard of a screen must share."""
 
 
-def check_shard_dirs(dirs: Sequence[Path], expect: int | None = None) -> None:
-    """Refuse an incomplete set of shard folders, naming what is missing.
+def check_shard_dirs(dirs: Sequence[Path], expect: int | None = None,
+                     out: Path | None = None) -> list[dict]:
+    """Refuse an incomplete or inconsistent set of shard folders; return their run records.
 
-    Every folder must exist and hold :data:`SHARD_FILES`; with ``expect`` there must be that
-    many folders; folders named ``<i>-of-<N>`` must be all ``N`` of them, each once.
+    Every folder must exist, hold :data:`SHARD_FILES` and a finished run's ``run.json``
+    (:func:`~difffit_screen.outputs.read_run_record`), and be given once; with ``expect`` there
+    must be that many folders; folders named ``<i>-of-<N>`` must share ``N`` and be all ``N``
+    of them, each index once; every shard must have been fitted into the same map
+    (:data:`MAP_SETTINGS`, the map file's sha256 included) with the same fit parameters (but
+    :data:`RUN_SETTINGS_IGNORED`); ``out`` must be neither a shard folder nor inside one.
 
     Raises
     ------
     InputError
-        One line naming the missing or empty shard folder(s).
+        One line naming the missing, unfinished, repeated or inconsistent shard folder(s).
     """
+    from .outputs import read_run_record
+
     if expect is not None and len(dirs) != expect:
         raise InputError(f"aggregate expects {expect} shard folder(s) (--expect) but was "
                          f"given {len(dirs)}")
+    seen: dict[Path, Path] = {}
+    for d in dirs:
+        if d.resolve() in seen:
+            raise InputError(f"shard folder {d} is given twice"
+                             + (f" (as {seen[d.resolve()]})" if seen[d.resolve()] != d else ""))
+        seen[d.resolve()] = d
+    if out is not None:
+        target = out.resolve()
+        for d in dirs:
+            if target == d.resolve() or d.resolve() in target.parents:
+                raise InputError(f"--out {out}: is {'the' if target == d.resolve() else 'inside'}"
+                                 f" shard folder {d}: its results would overwrite the shard's")
     bad = []
     for d in dirs:
         if not d.is_dir():
@@ -278,19 +302,68 @@ def check_shard_dirs(dirs: Sequence[Path], expect: int | None = None) -> None:
     if bad:
         raise InputError(f"{len(bad)} of {len(dirs)} shard folder(s) cannot be aggregated: "
                          + "; ".join(bad))
-    named = [SHARD_NAME.match(d.name) for d in dirs]
-    if named and all(named):
-        totals = {int(m.group(2)) for m in named}
-        indices = [int(m.group(1)) for m in named]
-        if len(totals) == 1:
-            n = totals.pop()
-            base = 0 if 0 in indices else 1
-            absent = sorted(set(range(base, base + n)) - set(indices))
-            if absent:
-                raise InputError("shard folder(s) missing: " + ", ".join(
-                    f"{i}-of-{n}" for i in absent) + f" (given {len(dirs)} of {n})")
-        if len({d.resolve() for d in dirs}) != len(dirs):
-            raise InputError("a shard folder is given twice")
+    _check_shard_names(dirs)
+    records = [read_run_record(d, "shard") for d in dirs]
+    _check_same_settings(dirs, records)
+    return records
+
+
+def _check_shard_names(dirs: Sequence[Path]) -> None:
+    """Folders named ``<i>-of-<N>``: one ``N``, every index once, none missing."""
+    named = [(d, SHARD_NAME.match(d.name)) for d in dirs]
+    named = [(d, int(m.group(1)), int(m.group(2))) for d, m in named if m]
+    if not named:
+        return
+    totals = sorted({n for _, _, n in named})
+    if len(totals) > 1:
+        examples = ", ".join(next(str(d) for d, _, n in named if n == t) for t in totals)
+        counts = " and ".join(map(str, totals))
+        raise InputError(f"shard folders of different shard counts ({counts}: {examples}): "
+                         f"they are not one screen's shards")
+    by_index: dict[int, Path] = {}
+    for d, i, _n in named:
+        if i in by_index:
+            raise InputError(f"shard index {d.name} is given twice: {by_index[i]} and {d}")
+        by_index[i] = d
+    if len(named) == len(dirs):
+        n = totals[0]
+        base = 0 if 0 in by_index else 1
+        absent = sorted(set(range(base, base + n)) - set(by_index))
+        if absent:
+            raise InputError("shard folder(s) missing: " + ", ".join(
+                f"{i}-of-{n}" for i in absent) + f" (given {len(dirs)} of {n})")
+
+
+def run_settings(record: dict) -> dict:
+    """The settings of a fit run that decide its results: the map's (:data:`MAP_SETTINGS`,
+    as ``map.<key>``) and the fit parameters (``params.<key>``, but
+    :data:`RUN_SETTINGS_IGNORED`), from its ``run.json`` record."""
+    settings = {"command": record.get("command")}
+    map_record = record.get("map") if isinstance(record.get("map"), dict) else {}
+    settings.update({f"map.{k}": map_record.get(k) for k in MAP_SETTINGS})
+    params = record.get("params") if isinstance(record.get("params"), dict) else {}
+    settings.update({f"params.{k}": v for k, v in sorted(params.items())
+                     if k not in RUN_SETTINGS_IGNORED})
+    return settings
+
+
+def _check_same_settings(dirs: Sequence[Path], records: Sequence[dict]) -> None:
+    """Refuse shards fitted into another map or with other parameters than the first."""
+    first = run_settings(records[0])
+    for d, record in zip(dirs[1:], records[1:], strict=True):
+        other = run_settings(record)
+        differ = [k for k in sorted(set(first) | set(other)) if first.get(k) != other.get(k)]
+        if differ:
+            k = differ[0]
+            more = f" and {len(differ) - 1} more setting(s)" if len(differ) > 1 else ""
+            raise InputError(f"shard {d} was fitted with other settings than {dirs[0]}: {k} "
+                             f"{_short(other.get(k))} vs {_short(first.get(k))}{more}; the "
+                             f"shards of one ranking must share the map and the fit settings")
+
+
+def _short(value) -> str:
+    text = str(value)
+    return text if len(text) <= 24 else text[:12] + "..."
 
 
 def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
@@ -298,39 +371,37 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
                       expect: int | None = None) -> dict[str, Path]:
     """Merge per-shard results into one screen's ``fits``, ``ranking`` and ``failures`` tables.
 
-    Each shard folder holds ``fits.parquet`` and ``failures.parquet`` (and ``run.json``);
-    ``extra_failures`` are failure tables of earlier stages (fetch, pack). The ranking gets the
-    significance columns (:func:`difffit_screen.significance.add_significance`). The shards'
-    ``run.json`` records are merged into ``out_dir/run.json`` (parameters of the first shard,
-    inputs and timings of all).
+    Each shard folder holds ``fits.parquet``, ``failures.parquet`` and a finished run's
+    ``run.json`` (checked by :func:`check_shard_dirs`); ``extra_failures`` are failure tables
+    of earlier stages (fetch, pack). The ranking gets the significance columns
+    (:func:`difffit_screen.significance.add_significance`). The shards' ``run.json`` records
+    are merged into ``out_dir/run.json`` (parameters of the first shard, inputs and timings of
+    all), written last; ``out_dir`` is locked meanwhile
+    (:func:`~difffit_screen.outputs.lock_output_dir`).
     """
     import json
 
+    from .outputs import lock_output_dir, prepare_output_dir, write_text
+
     out = Path(out_dir)
     dirs = [Path(d) for d in shard_dirs]
-    check_shard_dirs(dirs, expect)
-    fits = concat_tables([d / "fits.parquet" for d in dirs], FITS_SCHEMA)
+    records = check_shard_dirs(dirs, expect, out)
     missing = [str(p) for p in extra_failures if not Path(p).is_file()]
     if missing:
         raise InputError(f"failure table(s) not found: {', '.join(missing)}")
+    fits = concat_tables([d / "fits.parquet" for d in dirs], FITS_SCHEMA)
     failures = concat_tables([d / "failures.parquet" for d in dirs]
                              + [Path(p) for p in extra_failures], FAILURES_SCHEMA)
     ranking = rank_candidates(fits)
     from .significance import add_significance, read_null_summary
 
     ranking = add_significance(ranking)
-    paths = {"fits": write_table(fits, out / "fits.parquet"),
-             "ranking": write_table(ranking, out / "ranking.parquet"),
-             "failures": write_table(failures, out / "failures.parquet")}
-    records = []
-    for d in dirs:
-        if (d / "run.json").exists():
-            try:
-                records.append(json.loads((d / "run.json").read_text()))
-            except (OSError, ValueError) as exc:
-                raise InputError(f"{d / 'run.json'}: cannot read the shard's run record "
-                                 f"({_first_line(exc)})") from None
-    if records:
+    prepare_output_dir(out)
+    with lock_output_dir(out):
+        (out / "run.json").unlink(missing_ok=True)  # the folder is unfinished until written
+        paths = {"fits": write_table(fits, out / "fits.parquet"),
+                 "ranking": write_table(ranking, out / "ranking.parquet"),
+                 "failures": write_table(failures, out / "failures.parquet")}
         merged = dict(records[0])
         merged["command"] = "aggregate"
         merged["shards"] = [str(d) for d in dirs]
@@ -348,8 +419,7 @@ def aggregate_results(shard_dirs: Sequence[str | os.PathLike], out_dir: str | os
                             "search_s": search_s, "per_candidate_s": per,
                             "search_samples": samples,
                             "samples_per_s": samples / max(search_s, 1e-9)}
-        from .outputs import write_text
-
+        merged["complete"] = True
         write_text(out / "run.json", json.dumps(merged, indent=2))
         paths["run"] = out / "run.json"
     return paths

@@ -10,12 +10,27 @@ fitted or would rank as a silent wrong answer, and returns warnings for what is 
   one point, or on top of each other);
 - a compressed file cut short (:func:`check_compressed`, read through Python's gzip, which
   detects truncation that gemmi would silently accept);
-- a structure file cut at a line boundary (:func:`check_file_end`): a PDB file whose atom
-  records are not followed by ``TER``/``END`` and whose last residue is incomplete is refused;
-  without the ``END`` record alone it is a warning; a predicted model (AlphaFold and the like:
-  every residue of the declared sequence is modelled) whose residues stop before the end of
-  the sequence its header declares (SEQRES / ``_entity_poly_seq``), in a file that ends in its
-  atom records, is refused.
+- a structure file cut short (:func:`check_last_line` before parsing, :func:`check_file_end`
+  after). A file is refused only on evidence that the *file* was cut, never because its model
+  is shorter than the sequence its header declares (a pLDDT-trimmed or domain-cut model):
+
+  * a PDB file whose last line has no line break and is not a whole record: a cut record name
+    (``ATO``, ``HETA``, ``EN``) or an ``ATOM``/``HETATM``/``ANISOU`` line cut before the end
+    of its B-factor (column 66); any file that cannot be parsed and ends without a line break
+    is reported as truncated;
+  * a PDB file whose atom records are not followed by ``TER``/``END`` (or ``ENDMDL``,
+    ``CONECT``, ``MASTER``) and whose last residue is incomplete (fewer atoms than the fullest
+    residue of its type); a predicted model (AlphaFold and the like: every residue of the
+    declared sequence is modelled) with no such record whose residues stop before the end of
+    the sequence its header declares (SEQRES / ``_entity_poly_seq``);
+  * an mmCIF predicted model whose atom rows end the file in an incomplete residue (predicted
+    models have every atom of every residue).
+
+  A PDB file that ends in its atom records in a complete residue is fitted with a warning (it
+  may be truncated); so is an mmCIF predicted model whose atom rows end the file before its
+  declared sequence does (trimmed, or cut at a residue boundary: the file cannot tell). A
+  file that ends with ``TER``/``END`` (or whose atom rows are followed by another mmCIF
+  category) is whole, whatever its header declares.
 """
 
 from __future__ import annotations
@@ -42,6 +57,17 @@ PER_ATOM_ARRAYS = ("xyz", "element", "atom_name", "res_name", "res_seq", "chain"
 TAIL_BYTES = 8192
 END_RECORDS = ("END", "ENDMDL", "TER", "CONECT", "MASTER")
 ATOM_RECORDS = ("ATOM", "HETATM", "ANISOU", "SIGUIJ", "SIGATM")
+PDB_RECORDS = frozenset((
+    *END_RECORDS, *ATOM_RECORDS, "HEADER", "OBSLTE", "TITLE", "SPLIT", "CAVEAT", "COMPND",
+    "SOURCE", "KEYWDS", "EXPDTA", "NUMMDL", "MDLTYP", "AUTHOR", "REVDAT", "SPRSDE", "JRNL",
+    "REMARK", "DBREF", "DBREF1", "DBREF2", "SEQADV", "SEQRES", "MODRES", "HET", "HETNAM",
+    "HETSYN", "FORMUL", "HELIX", "SHEET", "SSBOND", "LINK", "CISPEP", "SITE", "CRYST1",
+    "ORIGX1", "ORIGX2", "ORIGX3", "SCALE1", "SCALE2", "SCALE3", "MTRIX1", "MTRIX2", "MTRIX3",
+    "MODEL"))
+"""The record names of the PDB format (columns 1-6)."""
+ATOM_LINE_MIN = 66
+"""Columns of a whole ``ATOM``/``HETATM`` record up to its B-factor (the pLDDT of a predicted
+model), the last field every writer fills."""
 
 
 def check_atoms(atoms, source: str | None = None, fittable: bool = True,
@@ -133,6 +159,39 @@ def is_pdb_format(path: str | os.PathLike) -> bool:
     return name.endswith((".pdb", ".ent"))
 
 
+def check_last_line(path: str | os.PathLike) -> None:
+    """Refuse a PDB file that ends in a partial line (see the module docstring).
+
+    Raises
+    ------
+    InputError
+        The file's last line has no line break and is not a whole record (naming the file and
+        the cut line).
+    """
+    path = Path(path)
+    if not is_pdb_format(path):
+        return
+    tail = read_tail(path, 512)
+    if not tail or tail.endswith(("\n", "\r")):
+        return
+    last = tail.splitlines()[-1]
+    record = last[:6].strip().upper()
+    cut = record not in PDB_RECORDS or (record in ATOM_RECORDS[:3]
+                                        and len(last.rstrip()) < ATOM_LINE_MIN)
+    if cut:
+        raise InputError(f"{path}: truncated file: it ends in a partial line "
+                         f"({last.strip()[:40]!r}, cut mid-record)")
+
+
+def ends_without_line_break(path: str | os.PathLike) -> bool:
+    """Whether a (possibly gzipped) text file's last byte is not a line break."""
+    try:
+        tail = read_tail(path, 16)
+    except (OSError, EOFError, zlib.error):
+        return False
+    return bool(tail) and not tail.endswith(("\n", "\r"))
+
+
 def check_file_end(path: str | os.PathLike, atoms, structure=None) -> list[str]:
     """Detect a structure file cut at a line boundary; see the module docstring.
 
@@ -148,20 +207,25 @@ def check_file_end(path: str | os.PathLike, atoms, structure=None) -> list[str]:
     """
     path = Path(path)
     warnings: list[str] = []
+    pdb = is_pdb_format(path)
     lines = [ln for ln in read_tail(path).splitlines() if ln.strip()]
-    last = lines[-1].split()[0].upper() if lines else ""
+    last = (lines[-1][:6].strip() if pdb else lines[-1].split()[0]).upper() if lines else ""
     if last not in ATOM_RECORDS:  # ends with a record that follows the atoms: complete
         return warnings
-    pdb = is_pdb_format(path)
-    if pdb and last_residue_incomplete(atoms):
+    predicted = atoms.polymer.any() and _is_predicted(path, atoms)
+    if (pdb or predicted) and last_residue_incomplete(atoms):
         raise InputError(f"{path}: truncated file: it ends inside residue {_last_residue(atoms)} "
-                         f"with no TER/END record")
+                         f"with no {'TER/END record' if pdb else 'other record after it'}")
     declared = declared_length(structure) if structure is not None else None
-    if declared and atoms.polymer.any() and _is_predicted(path, atoms):
-        modelled = int(np.max(atoms.res_seq[atoms.polymer]))
-        if modelled < declared:
+    modelled = int(np.max(atoms.res_seq[atoms.polymer])) if atoms.polymer.any() else 0
+    if declared and predicted and modelled < declared:
+        if pdb:
             raise InputError(f"{path}: incomplete predicted model: the file ends after residue "
-                             f"{modelled} of the {declared} its header declares (truncated?)")
+                             f"{modelled} of the {declared} its header declares, with no "
+                             f"TER/END record (truncated?)")
+        warnings.append(f"{path}: predicted model ends after residue {modelled} of the "
+                        f"{declared} its header declares: trimmed, or cut at a residue "
+                        f"boundary")
     if pdb:
         warnings.append(f"{path}: no TER/END record after the last atom: the file may be "
                         f"truncated")

@@ -23,7 +23,10 @@ Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpe
 
 Incremental screens
 -------------------
-A bucket key file lists ``candidate<TAB>sha256`` of its candidates, sorted, and nothing else. It
+A bucket key file lists ``candidate<TAB>sha256`` of its candidates, sorted, and nothing else (a
+candidate id with a line break, a tab or a backslash is written escaped,
+:func:`~difffit_screen.outputs.one_line`, here and in the assignment file, so that every
+candidate keeps its one line). It
 is rewritten byte for byte identical as long as its candidates are unchanged, and Snakemake, after
 the ``split_library`` checkpoint has run, compares the checksum of each key file with the one it
 recorded when that bucket was last packed. So adding candidates to a library re-packs and re-fits
@@ -46,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .outputs import atomic_write, write_text
+from .outputs import atomic_write, one_line, write_text
 from .params import FitParams, MapParams, Option, composite_command_options, field_options
 
 URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files", "emdb_api",
@@ -185,6 +188,19 @@ def library_spec(config: Mapping[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def tracked_local_files(config: Mapping[str, Any]) -> list[str]:
+    """The ``library.local`` files that the fetch rule takes as input (so that a changed file
+    is fetched again): those whose paths Snakemake reads as plain paths.
+
+    A path with ``{`` ``}`` (wildcards), ``<`` ``>`` (path variables) or a character that is
+    not printable (a line break) would stop the whole workflow; such a file is left out of the
+    rule's input only. It is still in the spec (its name in ``spec.json``), so it is fetched,
+    packed and fitted like the others.
+    """
+    return [f for f in library_spec(config)["local"]
+            if f.isprintable() and not any(c in f for c in "{}<>")]
+
+
 def library_spec_json(config: Mapping[str, Any]) -> str:
     """:func:`library_spec` as compact JSON (sorted keys): a rule parameter of the spec step."""
     return json.dumps(library_spec(config), sort_keys=True, separators=(",", ":"))
@@ -253,16 +269,38 @@ def pack_options(config: Mapping[str, Any]) -> str:
 def url_options(config: Mapping[str, Any], keys: Sequence[str]) -> str:
     """``--afdb-api URL ...`` options for the configured base URLs among ``keys``."""
     urls = config.get("urls") or {}
-    return join_options((f"--{k.replace('_', '-')}", shlex.quote(str(urls[k])))
-                        for k in keys if urls.get(k))
+    return join_options((f"--{k.replace('_', '-')}", str(urls[k])) for k in keys if urls.get(k))
 
 
-def join_options(pairs: Iterable[tuple[str, Any]], extra: Any = None) -> str:
-    """``--flag value ...`` of the ``(flag, value)`` pairs whose value is set, then ``extra``.
+def extra_arguments(extra: Any, key: str = "extra") -> list[str]:
+    """The arguments of a config's ``extra`` key: a string split as a shell would
+    (:func:`shlex.split`: quotes group, nothing runs), or a list of arguments as they are.
+
+    Raises
+    ------
+    ConfigError
+        ``extra`` is a string that does not split (an unclosed quote), naming ``key``.
+    """
+    if not extra:
+        return []
+    if isinstance(extra, list | tuple):
+        return [str(a) for a in extra]
+    try:
+        return shlex.split(str(extra))
+    except ValueError as exc:
+        raise ConfigError(f"config key {key!r}: {exc} in {str(extra)!r}") from None
+
+
+def join_options(pairs: Iterable[tuple[str, Any]], extra: Any = None,
+                 key: str = "extra") -> str:
+    """``--flag value ...`` of the ``(flag, value)`` pairs whose value is set, then ``extra``,
+    each argument quoted for the shell (:func:`shlex.quote`).
 
     None (and False) leave the option out, so that the command's default holds; True is the
     flag alone (an on/off option); a list or tuple is its values; ``extra`` (a config's
-    ``extra`` key) is appended verbatim.
+    ``extra`` key, named ``key`` in errors) is split into arguments by
+    :func:`extra_arguments`. No value can end the command or start another: a ``;`` in
+    ``extra`` reaches the command as an argument.
     """
     opts: list[str] = []
     for flag, value in pairs:
@@ -273,9 +311,8 @@ def join_options(pairs: Iterable[tuple[str, Any]], extra: Any = None) -> str:
             opts += [str(v) for v in value]
         elif value is not True:
             opts.append(str(value))
-    if extra:
-        opts.append(str(extra))
-    return " ".join(opts)
+    opts += extra_arguments(extra, key)
+    return " ".join(shlex.quote(o) for o in opts)
 
 
 def config_pairs(section: Mapping[str, Any] | None, options: Iterable[Option],
@@ -295,14 +332,14 @@ def fit_options(config: Mapping[str, Any]) -> str:
     """
     fit = config.get("fit") or {}
     return join_options(config_pairs(fit, field_options(FitParams), exclude=("device",)),
-                        fit.get("extra"))
+                        fit.get("extra"), "fit.extra")
 
 
 def map_options(config: Mapping[str, Any]) -> str:
     """``--threshold`` / ``--resolution`` options of ``difffit-screen prepare-map`` (the
     ``map`` section's keys of :class:`~difffit_screen.params.MapParams` fields)."""
     m = config.get("map") or {}
-    return join_options(config_pairs(m, field_options(MapParams)), m.get("extra"))
+    return join_options(config_pairs(m, field_options(MapParams)), m.get("extra"), "map.extra")
 
 
 def composite_targets(config: Mapping[str, Any]) -> list[str]:
@@ -332,11 +369,10 @@ def composite_options(config: Mapping[str, Any]) -> str:
     """
     comp = config.get("composite") or {}
     maps, own, search = composite_command_options()
-    copies = [shlex.quote(f"{name}={int(k)}") for name, k in sorted((comp.get("copies")
-                                                                     or {}).items())]
+    copies = [f"{name}={int(k)}" for name, k in sorted((comp.get("copies") or {}).items())]
     pairs = [*config_pairs(config.get("map"), maps), *config_pairs(comp, own + search),
              ("--copies", copies or None)]
-    return join_options(pairs, comp.get("extra"))
+    return join_options(pairs, comp.get("extra"), "composite.extra")
 
 
 def emdb_id(config: Mapping[str, Any]) -> str | None:
@@ -373,6 +409,8 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
     """One ``{"key", "candidate", "sha256", "weight"}`` per manifest row.
 
     ``key`` identifies a candidate's content (its id, and its sha256 when the manifest has one);
+    ``candidate`` is the id as written in the key and assignment files (one line, see
+    :func:`~difffit_screen.outputs.one_line`);
     ``weight`` is its atom count when known, else the file size (times :data:`GZIP_RATIO` for a
     ``.gz`` file, as the size of a structure file is about proportional to its atoms), else 1;
     it is used for balancing.
@@ -389,7 +427,7 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
     path_col = _pick(cols, PATH_COLUMNS)
     rows = []
     for r in table.to_pylist():
-        cand = str(r[id_col])
+        cand = one_line(r[id_col])
         sha = str(r[sha_col]) if sha_col and r.get(sha_col) else ""
         weight = r.get(weight_col) if weight_col else None
         path = str(r[path_col]) if path_col and r.get(path_col) else ""
@@ -524,13 +562,15 @@ def format_value(v: Any) -> str:
 
 
 def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:
-    """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written."""
+    """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written.
+
+    A cell keeps to its field and line (:func:`~difffit_screen.outputs.one_line`)."""
     cols, rows, _ = read_top_ranks(ranking, n)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         fh.write("\t".join(cols) + "\n")
         for r in rows:
-            fh.write("\t".join(format_value(r[c]) for c in cols) + "\n")
+            fh.write("\t".join(one_line(format_value(r[c])) for c in cols) + "\n")
     return len(rows)
 
 

@@ -23,7 +23,8 @@ UniProt ``/uniprotkb/stream?query=proteome:UP...&format=list`` answer is the fil
 
 Faults are injected per path with :meth:`FixtureServer.inject` (``"429"`` with ``Retry-After``,
 ``"503"``, ``"404"``, ``"truncate"``: a correct ``Content-Length`` but half the body, and
-``"garbage"``: a 200 with a body that is no structure). Every request is logged
+``"garbage"``: a 200 with a body that is no structure, and ``"redirect"``: a 302 to
+``location``). Every request is logged
 (:attr:`FixtureServer.log`) so tests can count them.
 """
 
@@ -39,7 +40,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DATA = Path(__file__).parent / "data" / "services"
-FAULTS = ("429", "503", "404", "truncate", "garbage")
+FAULTS = ("429", "503", "404", "truncate", "garbage", "redirect")
 SERVICE_PREFIXES = {
     "afdb_api": "/afdb/api",
     "afdb_files": "/afdb/files",
@@ -53,10 +54,12 @@ SERVICE_PREFIXES = {
 
 @dataclass
 class Fault:
-    """One injected fault: ``kind`` (one of ``FAULTS``) and ``retry_after`` (429/503 header)."""
+    """One injected fault: ``kind`` (one of ``FAULTS``), ``retry_after`` (429/503 header) and
+    ``location`` (where a redirect points)."""
 
     kind: str
     retry_after: str | None = None
+    location: str | None = None
 
 
 class FixtureServer:
@@ -106,14 +109,14 @@ class FixtureServer:
             self._always.clear()
 
     def inject(self, path: str, kind: str, times: int = 1, retry_after: str | None = None,
-               always: bool = False) -> None:
+               always: bool = False, location: str | None = None) -> None:
         """Answer the next ``times`` requests of ``path`` (or all of them) with fault ``kind``.
 
         ``path`` is the URL path without query, e.g. ``/afdb/files/AF-X-F1-model_v6.cif``.
         """
         if kind not in FAULTS:
             raise ValueError(f"fault {kind!r} is not one of {FAULTS}")
-        fault = Fault(kind, retry_after)
+        fault = Fault(kind, retry_after, location)
         with self._lock:
             if always:
                 self._always[path] = fault
@@ -190,6 +193,9 @@ def _make_handler(server: FixtureServer) -> type[BaseHTTPRequestHandler]:
             if fault is not None and fault.kind in ("429", "503", "404"):
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
                 self._send(int(fault.kind), b"injected fault\n", headers)
+                return
+            if fault is not None and fault.kind == "redirect":
+                self._send(302, b"moved\n", {"Location": fault.location or "/"})
                 return
             body = server.resolve(parts.path, parts.query)
             if body is None:

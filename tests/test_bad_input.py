@@ -346,8 +346,10 @@ def test_bad_candidate_is_a_failure_row(bad_screen, name):
 
 
 def test_pdb_cut_between_residues_warns(tmp_path, capsys):
-    """A model cut at a residue boundary: an AlphaFold file whose declared sequence goes on is
-    refused; a file with no declared sequence is fitted with a warning."""
+    """A PDB file cut at a residue boundary, with no TER/END: an AlphaFold file whose declared
+    sequence goes on is refused (no end record and short of its sequence: a cut file); a file
+    with no declared sequence is fitted with a warning. The same model trimmed but ending with
+    TER/END is whole and accepted (tests/test_integrity.py): only a cut *file* is refused."""
     lines = pdb_lines()
     atoms = atom_indices(lines)
     half = atoms[len(atoms) // 2]
@@ -601,11 +603,12 @@ def test_aggregate_empty_shard_folder(tmp_path, capsys, shard_results):
 
 @pytest.mark.parametrize("content", [b"", b"PAR1 not really parquet", b"\x00" * 100])
 def test_unreadable_parquet(tmp_path, capsys, shard_results, content):
-    _root, _dirs = shard_results
+    _root, dirs = shard_results
     broken = tmp_path / "1-of-1"
     broken.mkdir()
     for name in ("fits.parquet", "failures.parquet"):
         (broken / name).write_bytes(content)
+    shutil.copy(dirs[0] / "run.json", broken)  # a finished run's record: the tables are read
     rc, err = run(["aggregate", "--out", tmp_path / "agg", broken], capsys)
     assert rc == 2
     assert_one_line_error(err, str(broken / "fits.parquet"))

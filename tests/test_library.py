@@ -433,14 +433,64 @@ def test_retries_are_urllib3s_retry_on_the_session_adapter(client):
     assert all(0.01 * 2**k <= w <= 0.011 * 2**k for k, w in enumerate(waits))
 
 
-def test_connection_refused_is_retried_then_a_failure():
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
     import socket
 
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    c = lib.HttpClient(retries=2, timeout=2, backoff=0.05, rate=0)
+        return s.getsockname()[1]
+
+
+def test_connection_refused_fails_at_once_in_one_line_naming_the_url(caplog):
+    url = f"http://127.0.0.1:{closed_port()}/x"
+    c = lib.HttpClient(retries=5, timeout=2, backoff=1.0, rate=0)  # the CLI's defaults
     start = time.monotonic()
-    with pytest.raises(lib.FetchError, match="after 2 retries"):
-        c.get_bytes(f"http://127.0.0.1:{port}/x")
-    assert time.monotonic() - start >= 0.05 + 0.1  # two backoffs: 0.05 s, then 0.1 s
+    with caplog.at_level("INFO"), pytest.raises(lib.FetchError) as err:
+        c.get_bytes(url)
+    assert time.monotonic() - start < 1.0  # no backoff (was 5 retries, 31 s)
+    assert str(err.value) == f"{url}: cannot connect to {url[7:-2]} (Connection refused)"
+    assert not [r for r in caplog.records if "retry" in r.getMessage().lower()
+                or r.levelname == "WARNING"]
+
+
+def test_unresolvable_host_fails_at_once():
+    c = lib.HttpClient(retries=5, timeout=2, backoff=1.0, rate=0)
+    start = time.monotonic()
+    with pytest.raises(lib.FetchError, match=r"^http://no-such-host\.invalid/x: cannot resolve "
+                                             r"host 'no-such-host\.invalid'$"):
+        c.get_bytes("http://no-such-host.invalid/x")
+    assert time.monotonic() - start < 5.0
+
+
+def test_fetch_map_from_a_closed_port_is_one_line_exit_2(tmp_path, capsys):
+    base = f"http://127.0.0.1:{closed_port()}"
+    start = time.monotonic()
+    code = main(["fetch-map", "--emdb", "EMD-99999", "--out", str(tmp_path / "m.map.gz"),
+                 "--meta", str(tmp_path / "m.json"), "--emdb-api", base,
+                 "--emdb-files", base])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and time.monotonic() - start < 2.0
+    assert len(err) == 1 and f"{base}/entry/EMD-99999: cannot connect" in err[0]
+    assert "Traceback" not in err[0] and not list(tmp_path.iterdir())
+
+
+def test_redirect_to_a_file_url_is_a_fetch_failure_naming_the_url(fixture_http, client, tmp_path):
+    acc = SERVED[0]
+    fixture_http.inject(model_path(acc), "redirect", always=True, location="file:///etc/passwd")
+    result = fetch({"afdb": {"accessions": [acc, SERVED[1]]}}, tmp_path, fixture_http, client)
+    assert [r["candidate"] for r in result.rows] == [SERVED[1]]
+    (row,) = result.failures
+    assert row["candidate"] == acc and row["stage"] == "fetch"
+    assert row["reason"] == (f"{fixture_http.base_url}{model_path(acc)}: redirected to "
+                             "'file:///etc/passwd', not an http(s) URL")
+    assert fixture_http.count(model_path(acc)) == 1  # no retry
+
+
+def test_redirect_to_http_is_followed(fixture_http, client, tmp_path):
+    acc = SERVED[0]
+    fixture_http.inject("/afdb/files/old-name.cif", "redirect", always=True,
+                        location=model_path(acc))
+    dest = tmp_path / "x.cif"
+    client.download(f"{fixture_http.base_url}/afdb/files/old-name.cif", dest)
+    assert dest.read_bytes() == served_bytes(acc)

@@ -117,7 +117,7 @@ def build_results(folder: Path, with_run_json: bool = True) -> Path:
                                      "resolution": 4.0, "sha256": sha256(MAP)},
                   "inputs": [{"candidate": "I7MLV6_D3", "path": str(DEMO / "I7MLV6_D3.pdb"),
                               "sha256": sha256(DEMO / "I7MLV6_D3.pdb")}],
-                  "versions": {"difffit_screen": "0.1.0"}}
+                  "versions": {"difffit_screen": "0.1.0"}, "complete": True}
         (folder / "run.json").write_text(json.dumps(record))
     return folder
 

@@ -154,11 +154,25 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # pragma: no cover
         return 130
+    except OSError as exc:  # a full disk outside the atomic writers: one line naming the file
+        from ..outputs import STORAGE_ERRNOS, describe_os_error
+
+        if exc.errno not in STORAGE_ERRNOS:
+            return _internal_error(args.command, exc)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"difffit-screen {args.command}: error: {where}cannot write "
+              f"({describe_os_error(exc)})", file=sys.stderr)
+        return 2
     except Exception as exc:  # a bug: one line, the traceback only with -v
-        log.debug("unexpected error", exc_info=True)
-        print(f"difffit-screen {args.command}: internal error: {type(exc).__name__}: "
-              f"{one_line(str(exc))} (run with -v for the traceback)", file=sys.stderr)
-        return 1
+        return _internal_error(args.command, exc)
+
+
+def _internal_error(command: str, exc: Exception) -> int:
+    """Report an unexpected error (a bug) in one line, the traceback only with ``-v``."""
+    log.debug("unexpected error", exc_info=True)
+    print(f"difffit-screen {command}: internal error: {type(exc).__name__}: "
+          f"{one_line(str(exc))} (run with -v for the traceback)", file=sys.stderr)
+    return 1
 
 
 def one_line(text: str) -> str:

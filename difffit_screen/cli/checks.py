@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
+from ..errors import InputError
 from ..options import Range, check_device, check_value
 
 __all__ = ["OneLineParser", "option_name", "register_checks", "run_checks"]
@@ -43,8 +44,9 @@ def run_checks(args: argparse.Namespace) -> None:
     """Check ``args`` against the ranges registered for its sub-command, and ``--device``.
 
     Raises :class:`InputError` (one line naming the option and the accepted range) on the
-    first value out of range.
+    first value out of range, or an empty path (:func:`check_paths`).
     """
+    check_paths(args)
     ranges, names = getattr(args, "_option_checks", ({}, {}))
     for dest, rng in ranges.items():
         value = getattr(args, dest, None)
@@ -52,3 +54,30 @@ def run_checks(args: argparse.Namespace) -> None:
             check_value(names.get(dest) or option_name(dest), value, rng)
     if getattr(args, "device", None) is not None:
         check_device(args.device)
+
+
+PATH_ARGUMENTS = {
+    "out": "--out", "folder": "DIR", "results": "RESULTS", "inputs": "MODEL_OR_DIR",
+    "shards": "SHARD_DIR", "models": "MODEL", "map": "--map", "prepared": "--prepared",
+    "manifest": "--manifest", "failures": "--failures", "meta": "--meta",
+    "workflow": "--workflow", "library_root": "--library-root",
+    "accessions_file": "--accessions-file", "pae_dir": "--pae-dir", "cache": "--cache",
+    "spec": "--spec",
+}
+"""Arguments (argparse dest -> how the user wrote it) that name files or folders."""
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """Refuse an empty file or folder name (``--out ''`` would write into the current folder).
+
+    Raises
+    ------
+    InputError
+        One line naming the argument.
+    """
+    for dest, shown in PATH_ARGUMENTS.items():
+        value = getattr(args, dest, None)
+        values = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, str) and not v.strip() for v in values):
+            raise InputError(f"{shown} '': empty path (give a file or folder name; '.' for the "
+                             f"current folder)")

@@ -16,7 +16,7 @@ from ..domains import (
     split_model_files,
 )
 from ..errors import InputError
-from ..outputs import prepare_output_dir
+from ..outputs import lock_output_dir, prepare_output_dir
 
 __all__ = ["add_arguments", "run"]
 
@@ -61,12 +61,13 @@ def run(args: argparse.Namespace) -> int:
     paths = expand_model_paths(args.models)
     if not paths:
         raise InputError("no structure files among the MODEL arguments")
-    summary = split_model_files(
-        paths, out, args.pae_dir,
-        plddt_min=args.plddt_min if args.plddt_min >= 0 else None,
-        predicted={"auto": None, "yes": True, "no": False}[args.predicted],
-        write_models=not args.no_write_models, on_skip=_print_skip,
-        min_size=args.min_size, max_size=args.max_size, ncut_max=args.ncut_max)
+    with lock_output_dir(out):
+        summary = split_model_files(
+            paths, out, args.pae_dir,
+            plddt_min=args.plddt_min if args.plddt_min >= 0 else None,
+            predicted={"auto": None, "yes": True, "no": False}[args.predicted],
+            write_models=not args.no_write_models, on_skip=_print_skip,
+            min_size=args.min_size, max_size=args.max_size, ncut_max=args.ncut_max)
     print(format_summary(summary))
     print(f"wrote {out / 'domains.parquet'}")
     return 0 if summary["failed"] < len(paths) else 2

@@ -43,20 +43,21 @@ def run(args: argparse.Namespace) -> int:
     from ..devices import resolve_device
     from ..fit import median_molecular_volume, run_fit
     from ..maps import ContourError
-    from ..outputs import prepare_output_dir
+    from ..outputs import lock_output_dir, prepare_output_dir
 
     params = params_from_args(args)
     try:
         resolve_device(params.device)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    prepare_output_dir(args.out, ["models"] if params.models > 0 else [])
-    try:
-        prep = prepare_from_args(args)
-    except ContourError as exc:
-        volume = median_molecular_volume(args.inputs, params)
-        raise exc.with_advice(volume, "the candidates (median)") from None
-    outcome, record = run_fit(prep, args.inputs, args.out, params, progress=args.progress)
+    out = prepare_output_dir(args.out, ["models"] if params.models > 0 else [])
+    with lock_output_dir(out):  # before the map is prepared: a second run is refused at once
+        try:
+            prep = prepare_from_args(args)
+        except ContourError as exc:
+            volume = median_molecular_volume(args.inputs, params)
+            raise exc.with_advice(volume, "the candidates (median)") from None
+        outcome, record = run_fit(prep, args.inputs, out, params, progress=args.progress)
     n_fit = len({r["candidate"] for r in outcome.fits})
     for f in outcome.failures:
         print(f"difffit-screen fit: skipped {f['candidate']}: {f['reason']}", file=sys.stderr)

@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InputError
+from ..options import INIT_RANGES
+from .checks import register_checks
 
 __all__ = ["add_arguments", "run"]
 
@@ -19,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _add_site_arguments(p)
     p.add_argument("--workflow", help="the workflow's Snakefile (default: the installed one)")
     p.add_argument("--force", action="store_true", help="overwrite existing files")
+    register_checks(p, INIT_RANGES)
 
 
 def _add_map_arguments(p: argparse.ArgumentParser) -> None:
@@ -65,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
     from ..init_screen import ScreenSettings, write_screen
 
-    if args.shards is not None and args.shards < 1:
-        raise InputError("--shards must be at least 1")
     settings = ScreenSettings(**{f.name: getattr(args, f.name) for f in fields(ScreenSettings)})
     written = write_screen(args.folder, settings, workflow=args.workflow, force=args.force)
     root = Path(args.folder)

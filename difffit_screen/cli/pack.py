@@ -32,6 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..library import MANIFEST_SCHEMA
 
     manifest = Path(args.manifest)
+    check_pack_paths(manifest, Path(args.failures), [Path(p) for p in args.out])
     if not manifest.is_file():
         raise InputError(f"{manifest}: manifest not found")
     table = read_table(manifest, MANIFEST_SCHEMA)
@@ -40,3 +41,21 @@ def run(args: argparse.Namespace) -> int:
     log.info("pack: %d manifest rows, %d shards, %d failures", table.num_rows, len(args.out),
              len(failures))
     return 0
+
+
+def check_pack_paths(manifest: Path, failures: Path, shards: list[Path]) -> None:
+    """Refuse outputs that would overwrite the manifest or each other (a shard lost).
+
+    Raises
+    ------
+    InputError
+        A shard path given twice, or equal to ``--manifest`` or ``--failures``, or
+        ``--failures`` equal to ``--manifest`` (one line naming the path).
+    """
+    seen: dict[Path, str] = {manifest.resolve(): "--manifest"}
+    for option, path in [("--failures", failures), *[("--out", s) for s in shards]]:
+        key = path.resolve()
+        if key in seen:
+            what = "is given twice" if seen[key] == option else f"is also {seen[key]}"
+            raise InputError(f"{option} {path}: {what}; every output needs its own file")
+        seen[key] = option

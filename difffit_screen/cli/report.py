@@ -12,7 +12,8 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add the ``report`` sub-command's arguments to parser ``p``."""
-    p.add_argument("results", help="results folder of a screen (with ranking.parquet)")
+    p.add_argument("results", help="results folder of a finished screen (ranking.parquet and "
+                                   "a complete run.json)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--prepared", help="prepared map (.npz) of the screen")
     src.add_argument("--map", help="the screen's map (MRC); default: the one in run.json")
@@ -27,6 +28,6 @@ def run(args: argparse.Namespace) -> int:
     if args.top < 0:
         raise InputError(f"--top {args.top}: must be zero or positive")
     index = write_report(args.results, map_path=args.map, prepared=args.prepared,
-                         threshold=args.threshold, top=args.top)
+                         threshold=args.threshold, top=args.top, require_run=True)
     print(index)
     return 0

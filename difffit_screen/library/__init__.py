@@ -21,9 +21,12 @@ Sources, in any mix in one screen (the *spec*, a JSON or YAML file):
 AlphaFold model URLs and their version come from the AFDB prediction API answer (never a
 hard-coded ``_v4``). Every download goes through one :class:`HttpClient` (one
 ``requests.Session``, timeouts, urllib3 retries with exponential backoff that honour
-``Retry-After``, ``Content-Length`` checks), is written to ``<file>.<pid>-<thread>.part``, checked
-(gemmi must parse a structure with atoms; the map header must match its size) and only then
-renamed into the cache.
+``Retry-After``, ``Content-Length`` checks; a refused connection or an unknown host fails at
+once, only http(s) URLs and redirects are followed), is written to
+``<file>.<pid>-<thread>.part``, checked (gemmi must parse a structure with atoms; the map header
+must match its size) and only then renamed into the cache. Cache paths are made only from
+checked pieces (:meth:`FetchContext.cache_file`): an accession, version or file name from a
+server or a spec that is not a plain name is that candidate's failure row.
 The cache (``<cache>/afdb/v<N>/``, ``<cache>/pdb/``, API answers in ``<cache>/afdb/api/`` and
 ``<cache>/uniprot/``) is shared between screens: a re-run downloads only what is missing.
 For a whole organism, ``proteome_tar`` names one of AlphaFold DB's per-proteome archives

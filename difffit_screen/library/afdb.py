@@ -8,7 +8,7 @@ import re
 import shutil
 import tarfile
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 from ..annotations import AFDB_ENTRY, annotation_from_prediction
 from ..errors import InputError
@@ -16,16 +16,36 @@ from ..maps import file_sha256
 from ..outputs import atomic_write
 from .checks import check_json_file, check_tar_file, parse_structure_file
 from .context import FetchContext, FetchResult, failure
-from .http import FetchError, error_line
+from .http import FetchError, error_line, is_http_url
 from .spec import DEFAULT_URLS
 
-__all__ = ["AFDB_TAR_MEMBER", "afdb_accessions", "fetch_afdb_archive", "fetch_afdb_model",
-           "prediction_version", "proteome_accessions", "rebase_url", "select_prediction"]
+__all__ = ["ACCESSION", "AFDB_TAR_MEMBER", "VERSION", "afdb_accessions", "check_accession",
+           "fetch_afdb_archive", "fetch_afdb_model", "prediction_version", "proteome_accessions",
+           "rebase_url", "select_prediction", "url_file_name"]
 
 log = logging.getLogger(__name__)
 
 AFDB_TAR_MEMBER = re.compile(r"AF-([A-Za-z0-9]+)-F(\d+)-model_v(\d+)\.(?:cif|pdb)(?:\.gz)?$")
 """Model members of an AlphaFold DB per-proteome archive: accession, fragment, version."""
+
+ACCESSION = re.compile(r"[A-Za-z0-9]{1,40}(?:-\d{1,4})?")
+"""An accession that may be asked for and become a file name (UniProt, with an isoform)."""
+
+VERSION = re.compile(r"\d{1,4}")
+"""A model version (``latestVersion`` of the AFDB API, ``_v<N>`` of a file)."""
+
+
+def check_accession(accession: str) -> str:
+    """``accession`` itself when it is one (:data:`ACCESSION`).
+
+    Raises
+    ------
+    FetchError
+        Naming the value (from a list, a file or the UniProt stream) that is not an accession.
+    """
+    if not isinstance(accession, str) or not ACCESSION.fullmatch(accession):
+        raise FetchError(f"{accession!r} is not a UniProt accession; not fetched")
+    return accession
 
 
 def afdb_accessions(section: dict, ctx: FetchContext) -> tuple[list[str], list[dict]]:
@@ -53,7 +73,8 @@ def proteome_accessions(proteome: str, ctx: FetchContext, reviewed: bool = False
         raise InputError(f"proteome id {proteome!r} does not look like UP000005640")
     query = f"(proteome:{proteome})" + (" AND (reviewed:true)" if reviewed else "")
     url = (f"{ctx.urls['uniprot_api']}/uniprotkb/stream?query={quote(query)}&format=list")
-    dest = ctx.cache / "uniprot" / f"{proteome}{'_reviewed' if reviewed else ''}.list"
+    dest = ctx.cache_file("uniprot", f"{proteome}{'_reviewed' if reviewed else ''}.list",
+                          what="proteome id")
     if not dest.is_file():
         ctx.client.download(url, dest)
     return [line.strip() for line in dest.read_text().splitlines() if line.strip()]
@@ -63,6 +84,8 @@ def select_prediction(entries: list[dict], accession: str) -> dict:
     """Pick the AFDB API entry of ``accession`` itself (not an isoform), fragment F1 first."""
     if isinstance(entries, dict):
         entries = [entries]
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise FetchError(f"AFDB API: the answer for {accession} is not a list of entries")
     mine = [e for e in entries if str(e.get("uniprotAccession", "")).upper() == accession.upper()]
     if not mine:
         raise FetchError(f"AFDB API: no entry for {accession} itself "
@@ -73,13 +96,27 @@ def select_prediction(entries: list[dict], accession: str) -> dict:
 
 
 def prediction_version(entry: dict, url: str) -> str:
-    """Model version: the API's ``latestVersion``, else the ``_v<N>`` of the file URL."""
+    """Model version: the API's ``latestVersion``, else the ``_v<N>`` of the file URL.
+
+    Raises
+    ------
+    FetchError
+        The API's version is not a number (it names a cache folder), or there is none.
+    """
     if entry.get("latestVersion") is not None:
-        return str(entry["latestVersion"])
+        version = str(entry["latestVersion"])
+        if not VERSION.fullmatch(version):
+            raise FetchError(f"AFDB API: latestVersion {version!r} is not a version number")
+        return version
     match = re.search(r"_v(\d+)\.\w+$", url)
     if not match:
         raise FetchError(f"AFDB API: no version for {url}")
     return match.group(1)
+
+
+def url_file_name(url: str) -> str:
+    """The last segment of ``url``'s path (decoded), the name of the file it is saved as."""
+    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
 
 
 def rebase_url(url: str, default_base: str, base: str) -> str:
@@ -100,7 +137,8 @@ def fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str = "cif",
     whose answer is cached; if the cached answer names a file that is gone (a 404, as when AFDB
     replaced v4 by v6), the API is asked again once.
     """
-    api_cache = ctx.cache / "afdb" / "api" / f"{accession}.json"
+    check_accession(accession)
+    api_cache = ctx.cache_file("afdb", "api", f"{accession}.json", what="accession")
     was_cached = api_cache.is_file()
     try:
         return _fetch_afdb_model(accession, ctx, fmt, pae, api_cache)
@@ -119,17 +157,21 @@ def _fetch_afdb_model(accession: str, ctx: FetchContext, fmt: str, pae: bool,
     key = "cifUrl" if fmt == "cif" else "pdbUrl"
     if not entry.get(key):
         raise FetchError(f"AFDB API: no {key} for {accession}")
+    if not isinstance(entry[key], str) or not is_http_url(entry[key]):
+        raise FetchError(f"AFDB API: {key} {entry[key]!r} is not an http(s) URL")
     url = rebase_url(entry[key], DEFAULT_URLS["afdb_files"], ctx.urls["afdb_files"])
     version = prediction_version(entry, url)
-    folder = ctx.cache / "afdb" / f"v{version}"
-    dest = folder / url.rsplit("/", 1)[-1]
+    dest = ctx.cache_file("afdb", f"v{version}", url_file_name(url))
     sha, n_bytes, _ = ctx.ensure(url, dest, parse_structure_file)
     pae_path = None
     if pae and entry.get("paeDocUrl"):
-        pae_url = rebase_url(entry["paeDocUrl"], DEFAULT_URLS["afdb_files"],
-                             ctx.urls["afdb_files"])
-        pae_dest = folder / pae_url.rsplit("/", 1)[-1]
         try:
+            if not isinstance(entry["paeDocUrl"], str) or not is_http_url(entry["paeDocUrl"]):
+                raise FetchError(f"AFDB API: paeDocUrl {entry['paeDocUrl']!r} is not an "
+                                 "http(s) URL")
+            pae_url = rebase_url(entry["paeDocUrl"], DEFAULT_URLS["afdb_files"],
+                                 ctx.urls["afdb_files"])
+            pae_dest = ctx.cache_file("afdb", f"v{version}", url_file_name(pae_url))
             ctx.ensure(pae_url, pae_dest, check_json_file)
             pae_path = str(pae_dest)
         except FetchError as exc:
@@ -149,7 +191,7 @@ def fetch_afdb_archive(name: str, ctx: FetchContext) -> FetchResult:
     """
     name = name.removesuffix(".tar")
     url = f"{ctx.urls['afdb_bulk']}/{name}.tar"
-    archive = ctx.cache / "afdb" / "bulk" / f"{name}.tar"
+    archive = ctx.cache_file("afdb", "bulk", f"{name}.tar", what="archive name")
     ctx.ensure(url, archive, check_tar_file)
     result = FetchResult()
     with tarfile.open(archive) as tf:
@@ -159,9 +201,10 @@ def fetch_afdb_archive(name: str, ctx: FetchContext) -> FetchResult:
                 continue
             acc, fragment, version = match.group(1), int(match.group(2)), match.group(3)
             candidate = acc if fragment == 1 else f"{acc}_F{fragment}"
-            dest = ctx.cache / "afdb" / f"v{version}" / Path(member.name).name
             source = f"{url}#{member.name}"
             try:
+                dest = ctx.cache_file("afdb", f"v{version}", Path(member.name).name,
+                                      what="archive member")
                 if not dest.is_file():
                     _extract_member(tf, member, dest)
             except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import os
 import re
 import shutil
@@ -31,31 +32,45 @@ def emdb_number(emdb_id: str | int) -> str:
 
 
 def emdb_resolution(entry: dict) -> float | None:
-    """Resolution (Å) of an EMDB API entry, from its final reconstruction, or None."""
-    determinations = (entry.get("structure_determination_list") or {}).get(
-        "structure_determination") or []
-    for det in _as_list(determinations):
-        for processing in _as_list(det.get("image_processing") or []):
+    """Resolution (Å) of an EMDB API entry, from its final reconstruction, or None (also for
+    an answer of another shape)."""
+    determinations = _get(_get(entry, "structure_determination_list"), "structure_determination")
+    for det in _as_list(determinations or []):
+        for processing in _as_list(_get(det, "image_processing") or []):
+            if not isinstance(processing, dict):
+                continue
             for key, value in processing.items():
-                if not key.endswith("final_reconstruction") or not isinstance(value, dict):
+                if not str(key).endswith("final_reconstruction") or not isinstance(value, dict):
                     continue
                 res = value.get("resolution")
-                res = res.get("valueOf_") if isinstance(res, dict) else res
-                try:
-                    return float(res)
-                except (TypeError, ValueError):
-                    continue
+                res = _number(res.get("valueOf_") if isinstance(res, dict) else res)
+                if res is not None and res > 0:
+                    return res
     return None
 
 
 def emdb_contour(entry: dict) -> float | None:
     """Recommended contour level of an EMDB API entry (the primary contour, else the first)."""
-    contours = _as_list(((entry.get("map") or {}).get("contour_list") or {}).get("contour") or [])
-    contours = [c for c in contours if isinstance(c, dict) and c.get("level") is not None]
+    contours = _as_list(_get(_get(_get(entry, "map"), "contour_list"), "contour") or [])
+    contours = [c for c in contours if isinstance(c, dict) and _number(c.get("level")) is not None]
     if not contours:
         return None
     primary = [c for c in contours if c.get("primary") in (True, "true", "True")]
-    return float((primary or contours)[0]["level"])
+    return _number((primary or contours)[0]["level"])
+
+
+def _number(value) -> float | None:
+    """``value`` as a finite float, or None."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _get(mapping, key):
+    """``mapping[key]`` when ``mapping`` is a dict holding it, else None."""
+    return mapping.get(key) if isinstance(mapping, dict) else None
 
 
 def _as_list(value) -> list:

@@ -67,8 +67,14 @@ def fetch_library(spec: dict, cache: str | os.PathLike, urls: dict[str, str] | N
 
 
 def _run_task(name: str, source: str | None, task: Callable[[], list[dict]]) -> FetchResult:
+    """Run one candidate's fetch; a failure (a server's answer of the wrong shape too) is its
+    failure row."""
     try:
         return FetchResult(task(), [])
     except (FetchError, InputError) as exc:
         log.warning("%s: %s", name, exc)
         return FetchResult([], [failure(name, source, str(exc))])
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        reason = f"unexpected answer from the server ({type(exc).__name__}: {error_line(exc)})"
+        log.warning("%s: %s", name, reason)
+        return FetchResult([], [failure(name, source, reason)])

@@ -4,6 +4,11 @@ Every download of a run goes through one :class:`HttpClient`: urllib3 retries wi
 backoff that honour ``Retry-After``, ``Content-Length`` checks (a body that breaks off is fetched
 again), at most ``rate`` requests a second to one host, and files written to
 ``<file>.<pid>-<thread>.part``, checked, and only then renamed into place.
+
+Retries are for what can change: timeouts, broken connections and the statuses of
+:data:`RETRY_STATUS`. A host that refuses the connection or whose name does not resolve fails at
+once, in one line naming the URL (:func:`connection_failure`). Only ``http``/``https`` URLs are
+asked for, and a redirect to another scheme (``file:``, ``ftp:``) is a failure naming both URLs.
 """
 
 from __future__ import annotations
@@ -18,17 +23,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.util import Retry
 
 from .. import __version__
 from ..outputs import atomic_write
 
-__all__ = ["RETRY_STATUS", "USER_AGENT", "FetchError", "HttpClient", "error_line",
-           "parse_retry_after"]
+__all__ = ["RETRY_STATUS", "USER_AGENT", "FetchError", "HttpClient", "connection_failure",
+           "error_line", "is_http_url", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,8 @@ class _Retry(Retry):
 
     def increment(self, method=None, url=None, response=None, error=None, _pool=None,
                   _stacktrace=None):
+        if isinstance(error, NewConnectionError):  # refused, unresolvable: no retry helps
+            raise MaxRetryError(_pool, url, error) from error
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         host = f"{_pool.scheme}://{_pool.host}:{_pool.port}" if _pool is not None else ""
         why = f"HTTP {response.status}" if response is not None and error is None \
@@ -86,7 +94,8 @@ class HttpClient:
     """One ``requests.Session`` with timeouts and retries, shared by every download of a run.
 
     Retries are urllib3's (:class:`urllib3.util.Retry` on the session's ``HTTPAdapter``):
-    connection errors, timeouts and the statuses in :data:`RETRY_STATUS`, with the wait before
+    timeouts, broken connections and the statuses in :data:`RETRY_STATUS` (a refused connection
+    or an unknown host fails at once), with the wait before
     retry ``k`` (from 0) the server's ``Retry-After`` (seconds or an HTTP date, capped at
     ``max_retry_after``) when it sent one, else ``backoff * 2**k`` (capped at ``max_backoff``)
     plus up to 10 % jitter. A body that breaks off or is shorter than its ``Content-Length``
@@ -125,6 +134,7 @@ class HttpClient:
                               max_retries=self.make_retry())
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self.session.hooks["response"].append(_check_redirect)
 
     def make_retry(self) -> Retry:
         """The urllib3 retry policy of the session (see the class docstring)."""
@@ -194,6 +204,8 @@ class HttpClient:
                  restart: Callable[[], None]) -> None:
         """GET ``url`` (urllib3 retries the request); ``sink(r)`` reads the body, and a body
         that breaks off is fetched again, ``restart()`` first."""
+        if not is_http_url(url):
+            raise FetchError(f"{url}: not an http(s) URL")
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             restart()
@@ -201,8 +213,11 @@ class HttpClient:
             try:
                 r = self.session.get(url, timeout=self.timeout, stream=True)
             except (requests.ConnectionError, requests.Timeout) as exc:  # urllib3 gave up
-                raise FetchError(f"{url}: {error_line(exc)} (after {self.retries} retries)") \
+                raise FetchError(connection_failure(url, exc)
+                                 or f"{url}: {error_line(exc)} (after {self.retries} retries)") \
                     from None
+            except requests.RequestException as exc:  # a malformed URL or redirect
+                raise FetchError(f"{url}: {error_line(exc)}") from None
             with r:
                 if r.status_code == 404:
                     raise FetchError(f"{url}: not found (HTTP 404)", 404)
@@ -242,6 +257,39 @@ class HttpClient:
             return min(seconds, self.max_retry_after)
         wait = min(self.backoff * 2**attempt, self.max_backoff)
         return wait * (1.0 + 0.1 * random.random())
+
+
+def is_http_url(url: str) -> bool:
+    """True for an ``http``/``https`` URL with a host."""
+    parts = urlsplit(str(url))
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc)
+
+
+def _check_redirect(response: requests.Response, *args, **kwargs) -> None:
+    """Response hook: a redirect to a URL that is not http(s) is a :class:`FetchError`
+    (requests would otherwise stop on it with an error about connection adapters)."""
+    if response.is_redirect:
+        target = urljoin(response.url, response.headers.get("Location", ""))
+        if not is_http_url(target):
+            response.close()
+            raise FetchError(f"{response.url}: redirected to {target!r}, not an http(s) URL",
+                             response.status_code)
+
+
+def connection_failure(url: str, exc: BaseException) -> str | None:
+    """One line naming ``url`` for a connection that could not be made (the host refused it,
+    its name does not resolve, no route to it), or None for other errors."""
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # the MaxRetryError's cause
+    if not isinstance(reason, NewConnectionError):
+        return None
+    host = urlsplit(url).netloc
+    if isinstance(reason, NameResolutionError):
+        return f"{url}: cannot resolve host {urlsplit(url).hostname!r}"
+    cause = reason.__cause__ or reason.__context__
+    why = (cause.strerror if isinstance(cause, OSError) and cause.strerror
+           else error_line(reason).rsplit(": ", 1)[-1])
+    return f"{url}: cannot connect to {host} ({why})"
 
 
 class _Truncated(OSError):

@@ -42,7 +42,7 @@ def fetch_pdb_entry(entry_id: str, ctx: FetchContext, unique_chains: bool = Fals
     if not re.fullmatch(r"[0-9][A-Z0-9]{3}|PDB_[0-9A-Z]{8}", pdb_id):
         raise FetchError(f"{entry_id!r} is not a PDB id")
     url = f"{ctx.urls['rcsb_files']}/download/{pdb_id}.cif.gz"
-    dest = ctx.cache / "pdb" / f"{pdb_id}.cif.gz"
+    dest = ctx.cache_file("pdb", f"{pdb_id}.cif.gz", what="PDB id")
     sha, n_bytes, _ = ctx.ensure(url, dest, parse_structure_file)
     chains = polymer_chains(parse_structure_file(dest), unique_chains)
     return [{"candidate": f"{pdb_id}_{ch}", "source_kind": "pdb", "accession": pdb_id,

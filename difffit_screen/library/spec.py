@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from ..errors import InputError
-from .http import error_line
+from .http import error_line, is_http_url
 
 __all__ = ["AFDB_KEYS", "DEFAULT_URLS", "PDB_KEYS", "SOURCE_KINDS", "SPEC_KEYS", "check_spec",
            "load_spec", "resolve_urls"]
@@ -102,6 +101,6 @@ def resolve_urls(spec: dict | None = None, **overrides: str | None) -> dict[str,
     if unknown:
         raise InputError(f"unknown base URL key(s) {sorted(unknown)}")
     for key, value in urls.items():
-        if not isinstance(value, str) or urlsplit(value).scheme not in ("http", "https"):
+        if not isinstance(value, str) or not is_http_url(value) or not value.isprintable():
             raise InputError(f"base URL {key} = {value!r} is not an http(s) URL")
     return {k: v.rstrip("/") for k, v in urls.items()}

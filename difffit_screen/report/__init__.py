@@ -43,7 +43,7 @@ The page's scripts and style are package data under ``difffit_screen/web/``; 3Dm
 vendored under ``difffit_screen/vendor/``.
 """
 
-from .chimerax import cxc_quote, rel_path, write_cxc
+from .chimerax import cxc_comment, cxc_path, cxc_quote, rel_path, write_cxc
 from .density import MapView, load_map_view
 from .export import HitExport, export_top_hits, load_candidate_atoms
 from .figures import crop_box
@@ -58,6 +58,8 @@ __all__ = [
     "MapView",
     "Results",
     "crop_box",
+    "cxc_comment",
+    "cxc_path",
     "cxc_quote",
     "export_top_hits",
     "load_candidate_atoms",

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..outputs import atomic_write
+from ..outputs import atomic_write, safe_name
 from .results import find_run_value, resolve_path
 
-__all__ = ["MapView", "copy_map", "crop_indices", "load_map_view"]
+__all__ = ["MapView", "copy_map", "crop_indices", "load_map_view", "map_copy_name"]
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +113,24 @@ def recorded_map(run: dict | None, base: Path | None) -> Path | None:
     return path
 
 
+MAP_SUFFIXES = re.compile(r"(.*?)((?:\.(?:mrc|map|ccp4|mrcs|rec|gz))+)",
+                          flags=re.IGNORECASE | re.DOTALL)
+
+
+def map_copy_name(name: str) -> str:
+    """The name of the report's copy of a map file: its stem made safe
+    (:func:`~difffit_screen.outputs.safe_name`) and its map suffixes (``.mrc``, ``.map.gz``
+    ...) kept; ``map_<safe name>`` when it has none (no clash with the report's own files)."""
+    match = MAP_SUFFIXES.fullmatch(name)
+    if match is None or not match.group(1):
+        return f"map_{safe_name(name)}"
+    return safe_name(match.group(1)) + match.group(2)
+
+
 def copy_map(view: MapView, out_dir: Path) -> Path:
-    """Put the map next to the ``.cxc`` script: a hard link to (or a copy of) its file, or an
-    MRC written from the array when it came from a prepared ``.npz`` without its file."""
+    """Put the map next to the ``.cxc`` script: a hard link to (or a copy of) its file, under
+    a safe name (:func:`map_copy_name`: the script names it in a command), or an MRC written
+    from the array when it came from a prepared ``.npz`` without its file."""
     from ..maps import DensityMap, write_map
 
     if not view.path:
@@ -122,7 +138,7 @@ def copy_map(view: MapView, out_dir: Path) -> Path:
             write_map(tmp, DensityMap(view.data, view.voxel_size, view.origin))
         return out_dir / "map.mrc"
     src = Path(view.path)
-    dest = out_dir / src.name
+    dest = out_dir / map_copy_name(src.name)
     if dest.exists() and dest.resolve() == src.resolve():
         return dest
     if dest.exists():

@@ -12,7 +12,7 @@ from .chimerax import rel_path
 from .density import MapView
 from .export import HitExport, model_file_name
 from .figures import plot_hit_views, plot_score_vs_size, plot_significance
-from .html import esc, simple_table_html, web_asset
+from .html import esc, simple_table_html, web_asset, web_url
 from .ranking_table import PAGE_SIZE, ranking_section_html
 from .results import Q_HIT, Results
 from .viewer import (
@@ -50,8 +50,12 @@ def hit_title(row: dict) -> str:
     return f"rank {row['rank']}: {row['candidate']}{name} (score {score}, hits {row['hits']}{q})"
 
 
-def link_html(url: str, text: str) -> str:
-    """A link opening ``url`` in a new tab (``text`` already escaped)."""
+def link_html(url: str | None, text: str) -> str:
+    """A link opening ``url`` in a new tab (``text`` already escaped); ``text`` alone when
+    ``url`` is not an http(s) URL (:func:`~difffit_screen.report.html.web_url`)."""
+    url = web_url(url)
+    if url is None:
+        return text
     return f'<a href="{esc(url)}" target="_blank" rel="noopener">{text}</a>'
 
 

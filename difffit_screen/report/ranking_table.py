@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..outputs import atomic_write
-from .html import esc
+from ..outputs import atomic_write, one_line
+from .html import esc, web_url
 from .results import Q_HIT
 
 __all__ = ["PAGE_SIZE", "TABLE_COLUMNS", "TSV_COLUMNS", "ranking_section_html",
@@ -91,6 +91,7 @@ def table_payload(ranking: pa.Table, models: dict[str, tuple[str, str]]) -> str:
     """
     cols = {c: ranking.column(c).to_pylist() if c in ranking.column_names
             else [None] * ranking.num_rows for c in (*TABLE_COLUMNS, "url")}
+    cols["url"] = [web_url(u) for u in cols["url"]]  # only http(s) URLs become links
     doc = {"n": ranking.num_rows, "columns": list(TABLE_COLUMNS),
            "text": sorted(TEXT_COLUMNS), "search": list(SEARCH_COLUMNS), "q_hit": Q_HIT,
            "floats": [c for c in TABLE_COLUMNS if c in ranking.column_names
@@ -106,8 +107,9 @@ def name_cell(row: dict) -> str:
     name = row.get("name")
     if not name:
         return ""
-    if row.get("url"):
-        return f'<a href="{esc(row["url"])}" target="_blank" rel="noopener">{esc(name)}</a>'
+    url = web_url(row.get("url"))
+    if url:
+        return f'<a href="{esc(url)}" target="_blank" rel="noopener">{esc(name)}</a>'
     return esc(name)
 
 
@@ -188,5 +190,5 @@ def _tsv(value) -> str:
         return f"{value:.6g}"
     if isinstance(value, list | tuple):
         return ",".join(_tsv(v) for v in value)
-    return str(value).replace("\t", " ").replace("\n", " ")
+    return one_line(value)
 

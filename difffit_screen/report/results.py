@@ -46,8 +46,9 @@ class Results:
     files: dict = field(default_factory=dict)
 
 
-def read_results(folder: str | os.PathLike) -> Results:
-    """Read a results folder; the ranking is required, the rest optional.
+def read_results(folder: str | os.PathLike, require_run: bool = False) -> Results:
+    """Read a results folder; the ranking is required, the rest optional (with ``require_run``
+    a finished run's ``run.json`` too: :func:`~difffit_screen.outputs.read_run_record`).
 
     Significance columns left null in the ranking are filled with
     :func:`difffit_screen.significance.add_significance`.
@@ -55,8 +56,10 @@ def read_results(folder: str | os.PathLike) -> Results:
     Raises
     ------
     InputError
-        ``folder`` holds no ``ranking.parquet``.
+        ``folder`` holds no ``ranking.parquet`` (or, with ``require_run``, no finished run's
+        ``run.json``: a run killed after its tables).
     """
+    from ..outputs import read_run_record
     from ..significance import add_significance
 
     folder = Path(folder)
@@ -74,7 +77,7 @@ def read_results(folder: str | os.PathLike) -> Results:
         files["failures.parquet"] = folder / "failures.parquet"
     if (folder / "fits.parquet").exists():
         files["fits.parquet"] = folder / "fits.parquet"
-    run = read_run_json(folder / "run.json")
+    run = read_run_record(folder) if require_run else read_run_json(folder / "run.json")
     if run is not None:
         files["run.json"] = folder / "run.json"
     return Results(folder, ranking, failures, run, files)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
-import json
 import math
 from functools import cache
 from importlib import resources
@@ -29,7 +28,7 @@ from importlib import resources
 import numpy as np
 
 from .density import crop_indices
-from .html import web_asset
+from .html import script_json, web_asset
 
 __all__ = ["VIEWER_LICENSE", "VIEWER_NAME", "VIEWER_VERSION", "hit_payload", "viewer_html",
            "viewer_library_html", "viewer_script"]
@@ -154,7 +153,7 @@ def hit_payload(data_zyx: np.ndarray, origin: np.ndarray, voxel: np.ndarray,
 
 def viewer_html(rank: int, payload: dict) -> str:
     """The viewer's ``<div>`` and its payload (a JSON script element) for one hit."""
-    data = json.dumps(payload, separators=(",", ":")).replace("</", "<\\/")
+    data = script_json(payload, separators=(",", ":"))
     return (f'<div class="viewer-box"><div class="viewer3d" id="viewer-{rank}" '
             f'data-rank="{rank}" data-payload="viewer-data-{rank}"></div>'
             f'<p class="viewer-note">Drag to rotate, scroll to zoom; map contour at '

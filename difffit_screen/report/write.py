@@ -25,7 +25,7 @@ DEFAULT_TOP = 10
 
 def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | None = None,
                  prepared: str | os.PathLike | None = None, threshold: float | None = None,
-                 top: int = DEFAULT_TOP) -> Path:
+                 top: int = DEFAULT_TOP, require_run: bool = False) -> Path:
     """Write ``RESULTS_DIR/report/`` (index.html, models/, top_hits.cxc, the map copy, the
     Parquet tables in ``tables/``: every link of the page stays inside the folder).
 
@@ -39,6 +39,9 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
         Contour level; by default from the prepared map or ``run.json``.
     top : int
         Number of top hits exported and pictured.
+    require_run : bool
+        Refuse a folder without a finished run's ``run.json`` (``difffit-screen report`` does;
+        tables written from :func:`~difffit_screen.screen` have none).
 
     Returns
     -------
@@ -48,11 +51,12 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
     Raises
     ------
     InputError
-        ``results_dir`` has no ranking, or a table or the map cannot be read.
+        ``results_dir`` has no ranking, or a table or the map cannot be read, or (with
+        ``require_run``) its ``run.json`` is missing, unreadable or not marked complete.
     """
     from ..significance import fit_null_model
 
-    results = read_results(results_dir)
+    results = read_results(results_dir, require_run=require_run)
     report_dir = results.folder / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     view = load_map_view(map_path, prepared, threshold, results.run, results.folder)

@@ -65,7 +65,7 @@
         var i = shown[k], q = cols.qvalue[i], cells = [];
         names.forEach(function (c) {
           var f = fmt(c, cols[c][i]), inner = esc(f[0]);
-          if (c === 'name' && f[0] && cols.url[i]) {
+          if (c === 'name' && f[0] && /^https?:\/\//i.test(cols.url[i] || '')) {
             inner = '<a href="' + esc(cols.url[i]) + '" target="_blank" rel="noopener">' + inner + '</a>';
           }
           cells.push('<td' + (isText[c] ? ' class="text"' : '') + ' data-value="' + esc(f[1]) + '">' + inner + '</td>');

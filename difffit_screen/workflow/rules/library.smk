@@ -26,7 +26,7 @@ rule library_spec:
 rule fetch_library:
     input:
         spec=f"{LIB}/spec.json",
-        local=wh.library_spec(config)["local"],
+        local=wh.tracked_local_files(config),
     output:
         manifest=f"{LIB}/manifest.parquet",
         failures=f"{LIB}/fetch_failures.parquet",
