@@ -28,6 +28,9 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING
 
+__version__ = "0.2.0"
+"""The package version, the one place it is written (pyproject.toml reads it; CHANGELOG.md)."""
+
 __all__ = [
     "Atoms",
     "CompositeParams",
@@ -92,11 +95,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load lazi
 
 
 def __getattr__(name: str) -> object:
-    """Import a public name from its module on first use (PEP 562); ``__version__`` is read
-    from the installed metadata when first asked for (``importlib.metadata`` would cost a
-    tenth of a second of every command's start)."""
-    if name == "__version__":
-        return _read_version()
+    """Import a public name from its module on first use (PEP 562)."""
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -107,14 +106,3 @@ def __getattr__(name: str) -> object:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-def _read_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        value = version("difffit-screen")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        value = "0.0.0"
-    globals()["__version__"] = value
-    return value

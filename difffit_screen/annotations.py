@@ -281,6 +281,21 @@ def meta_annotation(meta: dict, source_kind: str | None = None) -> dict:
     return out
 
 
+_AF_FILE = re.compile(r"^AF-(?P<acc>[A-Za-z0-9]+)-F\d+-model(?:_v\d+)?")
+
+
+def candidate_accession(meta: dict, name: str | None = None) -> str | None:
+    """A candidate's database accession: the fetched one (AlphaFold DB, PDB), else the UniProt
+    accession its header names (AlphaFold title ``... (<ACC>)``, ``DBREF`` UNP, mmCIF
+    ``_struct_ref``), else that of an AlphaFold DB file name ``AF-<ACC>-F1-model_v4``; None."""
+    if meta.get("accession"):
+        return str(meta["accession"])
+    if meta.get("uniprot"):
+        return str(meta["uniprot"])
+    m = _AF_FILE.match(str(name or ""))
+    return m.group("acc") if m else None
+
+
 def row_annotation(meta: dict) -> dict:
     """The result tables' annotation columns (``name``, ``gene``, ``organism``, ``taxid``,
     ``url``) of a candidate's ``meta``."""

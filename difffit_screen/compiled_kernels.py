@@ -349,3 +349,10 @@ def _accumulate(out, row, x, y):
     out[row, 3] += y
     out[row, 4] += y * y
     out[row, 5] += x * y
+
+
+# A first run compiles these (about a minute on the CPU): say so before the silence.
+from .progress import announce_compilation  # noqa: E402
+
+announce_compilation([optimise, dilate, splat, correlate_axis, correlation_sums,
+                      leader_clusters])

@@ -51,7 +51,7 @@ import numpy as np
 import pyarrow as pa
 from scipy.spatial.transform import Rotation
 
-from .annotations import row_annotation
+from .annotations import candidate_accession, row_annotation
 from .cluster import cluster_poses
 from .devices import (
     Device,
@@ -342,7 +342,7 @@ def _rows_for_candidate(cand: _Prepared, poses: tuple, prep: PreparedMap,
             "translation": t, "centroid_xyz": r["trans"], "matrix": matrix.ravel(),
             "n_atoms": len(cand.centred), "n_residues": n_res,
             "confident_fraction": confident, "seed": params.seed,
-            "source": atoms.source, "accession": meta.get("accession"),
+            "source": atoms.source, "accession": candidate_accession(meta, atoms.name),
             "parent": meta.get("parent"), "residue_ranges": meta.get("residue_ranges"),
             **row_annotation(meta),
         })

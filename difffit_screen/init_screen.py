@@ -5,7 +5,8 @@ writes), with the installed workflow used as a module::
 
     DIR/
       config/config.yaml               the screen: map, library, fit settings (edit freely)
-      workflow/Snakefile               `module difffit_screen: snakefile: <installed workflow>`
+      workflow/Snakefile               `module difffit_screen:` the installed package's workflow,
+                                       found when Snakemake runs (and the version written with)
       profiles/default/config.v8+.yaml the workflow profile: per-rule threads, CPUs per GPU,
                                        runtime, memory, GPU model (used by Snakemake by itself)
       slurm/config.v8+.yaml            site profile: executor, account, retries, shard count
@@ -16,14 +17,21 @@ so that, inside it, ``snakemake --profile slurm`` (or ``--profile local``) runs 
 typed: Snakemake finds a profile named on the command line in the working folder, the
 Snakefile in ``workflow/``, and the workflow profile in ``profiles/default/``.
 
-The templates are the repository's own ``config/config.yaml``, ``profiles/`` and
-``workflow/profiles/default/``; the workflow is the one next to the installed package (a
-clone installed with ``pip install -e``), or the Snakefile given with ``--workflow``.
+The workflow and the templates are package data: ``difffit_screen/workflow/`` holds the
+Snakefile, ``rules/``, ``schemas/``, ``report/``, ``config/config.yaml`` (the template) and
+``profiles/`` (``default``, ``slurm``, ``local``), in a wheel as in a clone (where the top-level
+``workflow``, ``profiles`` and ``config`` are links to them). The screen's Snakefile asks the
+installed package where its workflow is each time Snakemake runs (:func:`installed_workflow`),
+so a screen folder follows an upgrade of the package, and says so when the version differs
+from the one it was written with. ``--workflow`` names another Snakefile instead (kept as
+written).
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +40,6 @@ from typing import Any
 import yaml
 
 from .errors import InputError
-
-REPO = Path(__file__).resolve().parents[1]
-"""The source tree the package was installed from (holds workflow/, profiles/, config/)."""
 
 PROFILE_FILE = "config.v8+.yaml"
 
@@ -86,30 +91,55 @@ class ScreenSettings:
     shards: int | None = None
 
 
+def workflow_dir() -> Path:
+    """The installed package's workflow folder (``difffit_screen/workflow``, package data)."""
+    from importlib.resources import files
+
+    return Path(str(files(__package__) / "workflow"))
+
+
+def installed_workflow(written_with: str | None = None) -> str:
+    """The installed workflow's Snakefile: what a screen folder's ``workflow/Snakefile`` uses.
+
+    Parameters
+    ----------
+    written_with : str, optional
+        The package version that ``init`` wrote the screen with; when the installed one
+        differs, one line on stderr says so (the config keys may have changed: CHANGELOG.md).
+    """
+    from . import __version__
+
+    if written_with and written_with != __version__:
+        print(f"difffit_screen {__version__} runs this screen, written by difffit-screen init "
+              f"{written_with} (see the CHANGELOG for what changed)", file=sys.stderr)
+    return str(workflow_dir() / "Snakefile")
+
+
 def find_workflow(snakefile: str | os.PathLike | None = None) -> Path:
-    """The workflow's Snakefile: ``snakefile``, else ``workflow/Snakefile`` next to the package.
+    """The workflow's Snakefile: ``snakefile``, else the installed package's.
 
     Raises
     ------
     InputError
-        When there is none (a wheel installed without the source tree).
+        When there is none.
     """
-    path = Path(snakefile) if snakefile else REPO / "workflow" / "Snakefile"
+    path = Path(snakefile) if snakefile else workflow_dir() / "Snakefile"
     path = path.expanduser().resolve()
     if path.is_dir():
         path = path / "Snakefile"
     if not path.is_file():
-        raise InputError(f"{path}: no workflow Snakefile here; install difffit_screen from a clone "
-                         "(pip install -e .) or pass --workflow /path/to/workflow/Snakefile")
+        raise InputError(f"{path}: no workflow Snakefile here; pass --workflow "
+                         "/path/to/workflow/Snakefile or reinstall difffit-screen")
     return path
 
 
 def read_template(relative: str, workflow: Path) -> str:
-    """A template file of the workflow's source tree (``workflow`` is its Snakefile)."""
-    path = workflow.parent.parent / relative
-    if not path.is_file():
-        raise InputError(f"{path}: template missing next to the workflow")
-    return path.read_text()
+    """A template file next to the workflow's Snakefile (``workflow``): ``config/``,
+    ``profiles/``; for a ``--workflow`` of an older source tree, one folder up."""
+    for base in (workflow.parent, workflow.parent.parent):
+        if (base / relative).is_file():
+            return (base / relative).read_text()
+    raise InputError(f"{workflow.parent / relative}: template missing next to the workflow")
 
 
 def build_config(template: str, settings: ScreenSettings) -> dict[str, Any]:
@@ -133,6 +163,8 @@ def build_config(template: str, settings: ScreenSettings) -> dict[str, Any]:
     if settings.name:
         lib["name"] = settings.name
     lib["local"] = [os.path.abspath(os.path.expanduser(p)) for p in settings.library or []]
+    if lib["local"] and not any(glob.glob(p, recursive=True) for p in lib["local"]):
+        raise InputError(f"{' '.join(lib['local'])}: --library matches no file")
     lib["afdb"]["accessions"] = list(settings.afdb or [])
     if settings.accessions_file:
         lib["afdb"]["accessions_file"] = os.path.abspath(settings.accessions_file)
@@ -151,22 +183,32 @@ def build_config(template: str, settings: ScreenSettings) -> dict[str, Any]:
 def render_config(config: dict[str, Any], workflow: Path) -> str:
     """The config file's text, with a header saying where its keys are described."""
     head = (f"# Screen config written by difffit-screen init. Every key is described in\n"
-            f"# {workflow.parent.parent / 'config' / 'README.md'}; check it before a run with\n"
+            f"# {workflow.parent / 'config' / 'README.md'}; check it before a run with\n"
             f"#   snakemake --profile local -n\n\n")
     return head + yaml.safe_dump(config, sort_keys=False, default_flow_style=False)
 
 
-def render_snakefile(workflow: Path) -> str:
-    """The screen's ``workflow/Snakefile``: the installed workflow as a module."""
-    return (
-        "# The screen's workflow: difffit_screen's, used as a Snakemake module (written by\n"
-        "# difffit-screen init). Run it from the screen folder:\n"
-        "#   snakemake --profile slurm      # or: snakemake --profile local\n\n"
-        'configfile: "config/config.yaml"\n\n\n'
-        "module difffit_screen:\n"
-        f"    snakefile:\n        {str(workflow)!r}\n"
-        "    config:\n        config\n\n\n"
-        "use rule * from difffit_screen\n")
+def render_snakefile(workflow: Path | None = None) -> str:
+    """The screen's ``workflow/Snakefile``: the workflow as a module.
+
+    ``None``: the installed package's workflow, looked up when Snakemake runs, with the version
+    written with; else the Snakefile ``workflow`` as written (``init --workflow``).
+    """
+    from . import __version__
+
+    head = ("# The screen's workflow: difffit_screen's, used as a Snakemake module (written by\n"
+            f"# difffit-screen init {__version__}). Run it from the screen folder:\n"
+            "#   snakemake --profile slurm      # or: snakemake --profile local\n\n")
+    if workflow is None:
+        head += "from difffit_screen.init_screen import installed_workflow\n\n"
+        where = f"installed_workflow(written_with={__version__!r})"
+    else:
+        where = repr(str(workflow))
+    return (head + 'configfile: "config/config.yaml"\n\n\n'
+            "module difffit_screen:\n"
+            f"    snakefile:\n        {where}\n"
+            "    config:\n        config\n\n\n"
+            "use rule * from difffit_screen\n")
 
 
 def yaml_item(key: str, value: Any, indent: str = "") -> str:
@@ -221,7 +263,7 @@ def write_screen(folder: str | os.PathLike, settings: ScreenSettings,
                  workflow: str | os.PathLike | None = None, force: bool = False) -> list[Path]:
     """Write the screen folder (see the module docstring); returns the files written.
 
-    ``workflow`` is the workflow's Snakefile (default: the one next to the package).
+    ``workflow`` is the workflow's Snakefile (default: the installed package's).
 
     Every YAML value given is written by ``yaml.safe_dump`` (quoted and escaped as needed), and
     the files are written all or nothing (:func:`write_files`).
@@ -235,15 +277,16 @@ def write_screen(folder: str | os.PathLike, settings: ScreenSettings,
     if not str(folder).strip():
         raise InputError(f"DIR {str(folder)!r}: empty path (give a folder name; '.' for the "
                          f"current folder)")
+    given = workflow
     workflow = find_workflow(workflow)
     root = Path(folder).expanduser().resolve()
     check_folder_target(root)
     files = {
         "config/config.yaml": render_config(
             build_config(read_template("config/config.yaml", workflow), settings), workflow),
-        "workflow/Snakefile": render_snakefile(workflow),
+        "workflow/Snakefile": render_snakefile(workflow if given else None),
         f"profiles/default/{PROFILE_FILE}": render_workflow_profile(
-            read_template(f"workflow/profiles/default/{PROFILE_FILE}", workflow),
+            read_template(f"profiles/default/{PROFILE_FILE}", workflow),
             settings.gpu_model),
         f"slurm/{PROFILE_FILE}": render_slurm_profile(
             read_template(f"profiles/slurm/{PROFILE_FILE}", workflow), settings.account,

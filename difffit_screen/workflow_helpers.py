@@ -14,7 +14,12 @@ Snakemake, and a few glue steps run as ``python -m difffit_screen.workflow_helpe
 ``top-hits``
     write the first ranks of ``ranking.parquet`` as TSV;
 ``ranking-html``
-    write the first ranks as an HTML table (the ranking in ``snakemake --report``).
+    write the first ranks as an HTML table (the ranking in ``snakemake --report``);
+``print-top``
+    print the first ranks with their names and organisms (``make demo``);
+``guard``
+    run a submitted job's command so that a deterministic failure (exit status 2) is not
+    retried (:mod:`difffit_screen.retry_guard`).
 
 Incremental screens
 -------------------
@@ -78,17 +83,27 @@ def check_config(config: Mapping[str, Any]) -> None:
         raise ConfigError("config key 'map': give exactly one of 'map.path' (a local MRC file) "
                           "or 'map.emdb' (an EMDB id such as EMD-1234)")
     lib = config.get("library") or {}
-    afdb = lib.get("afdb") or {}
-    pdb = lib.get("pdb") or {}
-    if not (lib.get("local") or afdb.get("accessions") or afdb.get("accessions_file")
-            or afdb.get("proteome") or pdb.get("entries")):
+    if not has_library(config) and not (config.get("composite") or {}).get("enabled"):
         raise ConfigError("config key 'library': no candidates; give at least one of "
                           "'library.local', 'library.afdb.accessions', 'library.afdb.proteome' "
                           "or 'library.pdb.entries'")
+    globs = [str(p) for p in lib.get("local") or [] if glob.has_magic(str(p))]
+    if globs and not resolve_local_files(globs):  # a typo, not an empty screen to pack and fit
+        raise ConfigError(f"config key 'library.local': {', '.join(map(repr, globs))} "
+                          f"{'matches' if len(globs) == 1 else 'match'} no file")
     shards = config.get("shards") or {}
     if shards.get("candidates_per_shard") is not None and shards.get("count") is not None:
         raise ConfigError("config key 'shards': give 'shards.count' or "
                           "'shards.candidates_per_shard', not both")
+
+
+def has_library(config: Mapping[str, Any]) -> bool:
+    """Whether the config names library candidates (else only compositing can run)."""
+    lib = config.get("library") or {}
+    afdb = lib.get("afdb") or {}
+    pdb = lib.get("pdb") or {}
+    return bool(lib.get("local") or afdb.get("accessions") or afdb.get("accessions_file")
+                or afdb.get("proteome") or afdb.get("proteome_tar") or pdb.get("entries"))
 
 
 def config_error_from(exc: BaseException) -> ConfigError:
@@ -112,33 +127,6 @@ def config_error_from(exc: BaseException) -> ConfigError:
         pass
     key = ".".join(str(p) for p in err.absolute_path)
     return ConfigError(f"config key '{key or '(top level)'}': {err.message}")
-
-
-CONDA_ENV_FILE = ".snakemake/difffit_screen/conda_env.yaml"
-"""Where :func:`write_conda_env` puts the rules' conda env file (in the working folder)."""
-
-
-def write_conda_env(path: str | os.PathLike = CONDA_ENV_FILE,
-                    source: str | os.PathLike | None = None) -> str:
-    """Write the rules' conda env file (used with ``snakemake --sdm conda``); return its path.
-
-    The env installs this package with pip from the absolute path of its source tree (the
-    folder of ``pyproject.toml`` above the package), so it works from any working folder: a
-    relative pip path in a fixed env file would be taken from the copy Snakemake makes of it.
-    The file is rewritten only when its text changes (Snakemake keys envs by their content).
-    """
-    src = Path(source) if source else Path(__file__).resolve().parents[1]
-    target = str(src) if (src / "pyproject.toml").is_file() else "difffit-screen"
-    text = ("# Written by difffit_screen.workflow_helpers.write_conda_env (do not edit): the\n"
-            "# software of every rule with `snakemake --sdm conda`.\n"
-            "channels:\n  - conda-forge\n  - nodefaults\ndependencies:\n"
-            "  - python =3.11\n  - pip\n  - pip:\n"
-            f"      - {json.dumps(target)}\n")
-    out = Path(path).resolve()
-    if not out.is_file() or out.read_text() != text:
-        with atomic_write(out, unique=True) as tmp:  # several Snakemake processes may race
-            tmp.write_text(text)
-    return str(out)
 
 
 def job_device(config: Mapping[str, Any], gpus: int | str | None, on_cluster: bool) -> str:
@@ -546,7 +534,9 @@ def shard_dirs(paths: Iterable[str]) -> list[str]:
 
 TOP_HIT_COLUMNS = ("rank", "candidate", "score", "zscore", "qvalue", "hits", "fit_ok",
                    "inside_fraction", "correlation", "n_atoms", "n_residues", "accession",
-                   "name", "organism", "gene", "residue_ranges", "url")
+                   "name", "organism", "gene", "residue_ranges", "url", "matrix")
+"""Columns of ``top_hits.tsv`` and ``ranking.html``; ``matrix`` is the pose (row-major 3x4
+``[R | t]``, input coordinates to the map frame) as 12 comma-separated numbers."""
 
 
 def read_top_ranks(ranking: str | os.PathLike, n: int) -> tuple[list[str], list[dict], int]:
@@ -560,11 +550,14 @@ def read_top_ranks(ranking: str | os.PathLike, n: int) -> tuple[list[str], list[
 
 
 def format_value(v: Any) -> str:
-    """A table cell: empty for None, 4 significant digits for a float."""
+    """A table cell: empty for None, 4 significant digits for a float, a list (the pose
+    ``matrix``) as comma-separated numbers of 6 significant digits."""
     if v is None:
         return ""
     if isinstance(v, float):
         return f"{v:.4g}"
+    if isinstance(v, list | tuple):
+        return ",".join(f"{x:.6g}" if isinstance(x, float) else str(x) for x in v)
     return str(v)
 
 
@@ -579,6 +572,26 @@ def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 
         for r in rows:
             fh.write("\t".join(one_line(format_value(r[c])) for c in cols) + "\n")
     return len(rows)
+
+
+SUMMARY_COLUMNS = ("rank", "candidate", "name", "organism", "score", "qvalue", "hits")
+"""Columns of :func:`format_top_ranks` (what ``make demo`` prints)."""
+
+
+def format_top_ranks(ranking: str | os.PathLike, n: int = 10, width: int = 32) -> str:
+    """The first ``n`` ranks as a plain-text table (names and organisms cut to ``width``)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(ranking)
+    cols = [c for c in SUMMARY_COLUMNS if c in table.column_names]
+    rows = table.select(cols).slice(0, n).to_pylist()
+    cells = [[format_value(r[c]) for c in cols] for r in rows]
+    cells = [[v if len(v) <= width else v[:width - 1] + "…" for v in row] for row in cells]
+    widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in cells]
+    return "\n".join(lines) + f"\n({len(rows)} of {table.num_rows} candidates)"
 
 
 RANKING_HTML_ROWS = 1000
@@ -638,7 +651,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     s.add_argument("--ranking", required=True)
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=RANKING_HTML_ROWS)
+    s = sub.add_parser("print-top", help="print the first ranks and where the report is")
+    s.add_argument("--ranking", required=True)
+    s.add_argument("--report", help="the report's index.html (its path is printed)")
+    s.add_argument("-n", type=int, default=10)
+    s = sub.add_parser("guard", help="run a job's command; no retry after exit status 2")
+    s.add_argument("--attempt", type=int, required=True, help="the job's attempt (1 first)")
+    s.add_argument("--log", required=True, help="the job's log file")
+    s.add_argument("command", nargs=argparse.REMAINDER, help="-- the command")
     args = p.parse_args(argv)
+    if args.cmd == "guard":
+        from .retry_guard import run_guarded
+
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            p.error("guard: no command after --")
+        return run_guarded(command, args.attempt, args.log)
     if args.cmd == "write-spec":
         write_spec(args.spec, args.out)
     elif args.cmd == "split-library":
@@ -652,6 +680,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_top_hits(args.ranking, args.out, args.n)
     elif args.cmd == "ranking-html":
         write_ranking_html(args.ranking, args.out, args.n)
+    elif args.cmd == "print-top":
+        print(format_top_ranks(args.ranking, args.n))
+        if args.report:
+            print(f"report: {os.path.abspath(args.report)}")
     return 0
 
 

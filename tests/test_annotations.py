@@ -11,6 +11,7 @@ from difffit_screen import library as lib
 from difffit_screen import store
 from difffit_screen.annotations import (
     annotation_from_prediction,
+    candidate_accession,
     entry_url,
     pdb_header_annotations,
     read_header_annotations,
@@ -180,6 +181,23 @@ def test_names_from_the_afdb_api_and_rcsb_through_fetch_and_pack(fixture_http, c
     assert fixture_http.count("/") == 0  # names come from the cached API answers
     assert {r["candidate"]: r.get("name") for r in again.rows} == {
         c: r.get("name") for c, r in rows.items()}
+
+
+def test_local_alphafold_files_get_their_accession(tmp_path):
+    """A local AlphaFold file's accession (the tables' ``accession``): from its header's title,
+    through the library store too, else from an ``AF-<acc>-F1-model_v4`` file name."""
+    rows = lib.local_rows([str(DEMO / "I7MLV6_D3.pdb")]).rows
+    assert rows[0]["accession"] is None  # the manifest knows only the file
+    shard = tmp_path / "local.parquet"
+    assert store.pack_library(rows, [shard]) == []
+    (packed,) = store.read_shard(shard)
+    assert candidate_accession(packed.meta, packed.name) == "I7MLV6"
+    atoms = read_structure(DEMO / "I7MLV6_D3.pdb")
+    atoms.meta = {}
+    bare = read_structure(write_structure(atoms, tmp_path / "AF-P69905-F1-model_v4.pdb"))
+    assert "uniprot" not in bare.meta and candidate_accession(bare.meta, bare.name) == "P69905"
+    assert candidate_accession({}, "my_model") is None
+    assert candidate_accession({"accession": "5ME2_A", "uniprot": "P69905"}) == "5ME2_A"
 
 
 def test_domains_keep_their_parents_names(tmp_path):

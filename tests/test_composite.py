@@ -195,7 +195,7 @@ def test_composite_mode_of_the_workflow_runs(tmp_path):
     files = write_moved_globins(tmp_path)
     config = {
         "map": {"path": str(HB / "emd_3488.mrc"), "threshold": 0.0863, "resolution": 3.2},
-        "library": {"local": [str(tmp_path / "none" / "*.pdb")]},
+        "library": {"local": []},  # compositing alone
         "fit": {"device": "cpu"},
         "composite": {"enabled": True, "subunits": [str(files["alpha"]), str(files["beta"])],
                       "positions": 40, "rotations": 32, "iterations": 60, "clusters": 8,
@@ -206,6 +206,7 @@ def test_composite_mode_of_the_workflow_runs(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     target = "results/composite/assembly.json"
+    assert "rule fit_shard" not in run_snakemake(work, cfg, "-n").stdout  # all: compositing
     proc = run_snakemake(work, cfg, target)
     assert "rule composite:" in proc.stdout and "rule fit_shard" not in proc.stdout
     info = json.loads((work / target).read_text())

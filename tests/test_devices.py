@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -125,6 +126,78 @@ def test_progress_reporter_every_n_or_t_seconds(caplog):
     silent.update(3)
     silent.close()
     assert len(caplog.records) == n + 1
+
+
+def test_progress_rate_and_eta_are_measured_past_the_first_batch(caplog):
+    """A slow start (compilation, the first batch) does not skew the ETA: none is given until
+    a second batch has finished; then the rate is that of the batches since the first."""
+    now = [0.0]
+    caplog.set_level(logging.INFO, logger="difffit_screen.progress")
+    bar = ProgressReporter(total=64, device="cpu", every=16, seconds=0, clock=lambda: now[0])
+    now[0] = 60.0  # compiling, then the first batch of 16 finishes at once
+    for _ in range(16):
+        bar.update()
+    assert caplog.records[-1].getMessage().startswith("progress 16/64 candidates (25%), "
+                                                      "0.267/s, ETA ?, elapsed 0:01:00")
+    now[0] = 70.0  # the second batch, 10 s later
+    for _ in range(16):
+        bar.update()
+    assert "progress 32/64 candidates (50%), 1.6/s, ETA 0:00:20" in caplog.records[-1].getMessage()
+
+
+def test_fit_in_a_terminal_draws_a_bar_and_logs_lines_otherwise(tmp_path):
+    """`fit` with stderr on a terminal (a pseudo-terminal here) redraws one bar line in place;
+    with stderr on a file (a job's log) it writes progress lines and no bar."""
+    import pty
+
+    files = [str(DEMO / "I7MLV6_D3.pdb"), str(DEMO / "I7M317_D1.pdb")]
+    cmd = [sys.executable, "-m", "difffit_screen.cli", "fit", "--map",
+           str(DEMO / "density2.mrc"), "--out", str(tmp_path / "tty"), *TINY, *files]
+    main, sub = pty.openpty()
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=sub)
+    os.close(sub)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    assert proc.wait(timeout=300) == 0
+    text = b"".join(chunks).decode()
+    assert "\r\x1b[K[########################] 2/2 (100%)" in text, text
+    assert "progress 0/2 candidates" in text and "progress 2/2 candidates (100%)" in text
+    logged = run_cli("fit", "--map", str(DEMO / "density2.mrc"), "--out", str(tmp_path / "log"),
+                     *TINY, *files)
+    assert logged.returncode == 0 and "\r" not in logged.stderr and "[#" not in logged.stderr
+    assert "progress 2/2 candidates (100%)" in logged.stderr
+
+
+def test_first_run_says_the_kernels_are_compiling(tmp_path):
+    """Before numba compiles (its disk cache empty or older than the source) one line says so;
+    with the cache written, nothing. A real cached njit function in an empty cache folder."""
+    (tmp_path / "tiny_kernel.py").write_text(
+        "from numba import njit\n\n@njit(cache=True)\ndef add_one(x):\n    return x + 1\n")
+    code = ("import logging, sys\nlogging.basicConfig(level=logging.INFO)\n"
+            f"sys.path.insert(0, {str(tmp_path)!r})\n"
+            "import tiny_kernel\nfrom difffit_screen.progress import announce_compilation\n"
+            "print(announce_compilation([tiny_kernel.add_one]), tiny_kernel.add_one(1),\n"
+            "      announce_compilation([tiny_kernel.add_one]))\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", code], text=True, capture_output=True, env=env,
+                          timeout=120)
+    assert proc.stdout.split() == ["True", "2", "False"], proc.stderr
+    assert proc.stderr.count("compiling kernels (first run, about a minute") == 1
+    # the package's own kernels: an empty cache folder means a compilation ahead
+    proc = subprocess.run([sys.executable, "-c", "import logging\n"
+                           "logging.basicConfig(level=logging.INFO)\n"
+                           "import difffit_screen.compiled_kernels"], text=True,
+                          capture_output=True, env=env, timeout=120)
+    assert "compiling kernels (first run" in proc.stderr, proc.stderr
 
 
 def test_count_candidates(tmp_path):

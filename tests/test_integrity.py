@@ -426,6 +426,7 @@ def test_init_values_round_trip_through_yaml(tmp_path, capsys, value):
     """Every value given to init reads back as itself from the YAML file it went to."""
     map_copy = tmp_path / f"map {value}.mrc"
     shutil.copy(MAP, map_copy)
+    (tmp_path / f"{value}.pdb").write_text("")  # the --library glob matches a file
     screen = tmp_path / "screen"
     rc, err = run(["init", screen, "--map", map_copy, "--library", str(tmp_path / f"{value}*"),
                    "--account", value, "--gpu-model", value, "--partition", value,

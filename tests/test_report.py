@@ -221,7 +221,13 @@ def test_full_ranking_is_embedded_compactly_and_written_as_tsv(report):
     first = dict(zip(header, tsv[1].split("\t"), strict=True))
     assert first["name"].lower() == "parkin co-regulated protein"
     assert first["url"].startswith("https://alphafold.ebi.ac.uk/entry/")
-    assert 'href="ranking.tsv"' in page and 'href="../ranking.parquet"' in page
+    assert 'href="ranking.tsv"' in page and 'href="tables/ranking.parquet"' in page
+    # every link to a file stays inside report/ (it works in report.zip or a copied folder)
+    assert not [h for h in re.findall(r'href="([^"]*)"', page) if h.startswith("..")]
+    assert (report.parent / "tables" / "ranking.parquet").read_bytes() == \
+        (report.parent.parent / "ranking.parquet").read_bytes()
+    matrix = [float(v) for v in first["matrix"].split(",")]
+    assert len(matrix) == 12 and abs(np.linalg.det(np.reshape(matrix, (3, 4))[:, :3]) - 1) < 1e-4
     assert sorted(p.name for p in (report.parent / "hits").glob("*.png")) == sorted(
         f"rank{r}_{c}.png" for r, c in zip(ranking.column("rank").to_pylist()[:TOP],
                                            ranking.column("candidate").to_pylist()[:TOP],

@@ -11,7 +11,8 @@ submission asks for one GPU on the GPU partition and that the fit ran with ``--d
 There is no GPU here: a job submitted with ``--gpus`` runs as on a GPU node (``SLURM_JOB_GPUS``
 set) with a ``difffit-screen`` wrapper first on its ``PATH`` that records its command line and,
 since torch has no CUDA here, swaps ``--device cuda`` for ``--device cpu`` before running the
-real command. What is checked is the command line the job ran, not a CUDA fit.
+real command (unless ``FAKE_SLURM_KEEP_CUDA`` is set: then it is a node with a CPU-only
+torch). What is checked is the command line the job ran, not a CUDA fit.
 """
 
 from __future__ import annotations
@@ -126,8 +127,9 @@ import json, os, sys
 with open(os.path.join(os.environ["FAKE_SLURM_STATE"], "gpu_commands.jsonl"), "a") as fh:
     fh.write(json.dumps(sys.argv[1:]) + "\n")
 args = sys.argv[1:]
-args = ["cpu" if a == "cuda" and i > 0 and args[i - 1] == "--device" else a
-        for i, a in enumerate(args)]
+if not os.environ.get("FAKE_SLURM_KEEP_CUDA"):  # set: a node whose torch lacks CUDA
+    args = ["cpu" if a == "cuda" and i > 0 and args[i - 1] == "--device" else a
+            for i, a in enumerate(args)]
 os.execv({real!r}, [{real!r}, *args])
 '''
 
@@ -204,6 +206,30 @@ def test_slurm_profile_end_to_end_with_fake_sbatch(tmp_path):
         tmp_path, cfg, "--profile", str(REPO / "profiles" / "slurm"), "--set-scatter",
         "shard=2", workflow_profile=None, env=env).stdout
     assert proc.returncode == 0
+
+
+@pytest.mark.slow
+def test_deterministic_failure_is_not_retried_on_slurm(tmp_path):
+    """A fit job on a node whose torch has no CUDA exits with status 2: its retry is submitted
+    but fails at once (the fit runs once), and the last log says why. (One retry instead of
+    the profile's two: each costs the plugin's growing status-check interval here.)"""
+    env, state = fake_slurm_env(tmp_path)
+    env["FAKE_SLURM_KEEP_CUDA"] = "1"
+    lib = make_library(tmp_path, decoys=(), bad=False)
+    cfg = write_config(tmp_path / "config.yaml", lib, accessions=(), shards=1)
+    proc = run_snakemake(
+        tmp_path, cfg, "--profile", str(REPO / "profiles" / "slurm"), "--set-scatter",
+        "shard=1", "--jobs", "4", "--latency-wait", "5", "--retries", "1",
+        "--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks",
+        "1", workflow_profile=None, env=env, check=False, timeout=900)
+    assert proc.returncode != 0
+    fit_calls = [c for c in read_calls(state) if any("rule_fit_shard" in a for a in c)]
+    assert len(fit_calls) == 2, proc.stdout[-5000:]
+    assert [c[0] for c in read_calls(state, "gpu_commands.jsonl")] == ["fit"]  # run once
+    log = (tmp_path / "logs" / "fit_shard" / "1-of-1.log").read_text()
+    assert log.startswith("not retried (attempt 2): an earlier attempt failed with exit "
+                          "status 2"), log
+    assert "--device cuda: torch" in log and "is a CPU build (no CUDA)" in log
 
 
 @pytest.mark.slow

@@ -203,17 +203,42 @@ def test_config_helpers(tmp_path):
         wh.check_config({"map": {}, "library": config["library"]})
     with pytest.raises(wh.ConfigError, match="'library'"):
         wh.check_config({"map": {"path": "m.mrc"}, "library": {"local": []}})
+    # an AFDB per-proteome archive alone is a library; compositing alone needs none
+    wh.check_config({"map": {"path": "m.mrc"}, "library": {"afdb": {"proteome_tar": "UP1_2_X"}}})
+    wh.check_config({"map": {"path": "m.mrc"}, "library": {"local": []},
+                     "composite": {"enabled": True}})
 
 
 def test_write_top_hits(tmp_path):
     from difffit_screen.tables import RANKING_SCHEMA, table_from_rows, write_table
 
+    matrix = [0.0, -1.0, 0.0, 342.524, 1.0, 0.0, 0.0, 206.885, 0.0, 0.0, 1.0, -0.125]
     rows = [{"rank": i + 1, "candidate": f"c{i}", "cluster_rank": 1, "hits": 3,
-             "score": 1.0 - i / 10, "fit_ok": True} for i in range(5)]
+             "score": 1.0 - i / 10, "fit_ok": True, "matrix": matrix} for i in range(5)]
     write_table(table_from_rows(rows, RANKING_SCHEMA), tmp_path / "ranking.parquet")
     assert wh.write_top_hits(tmp_path / "ranking.parquet", tmp_path / "top.tsv", n=3) == 3
     lines = (tmp_path / "top.tsv").read_text().splitlines()
     assert lines[0].startswith("rank\tcandidate\tscore") and lines[1].startswith("1\tc0\t1")
+    pose = dict(zip(lines[0].split("\t"), lines[1].split("\t"), strict=True))["matrix"]
+    assert [float(v) for v in pose.split(",")] == matrix  # the pose, [R | t] row-major
+    assert wh.write_ranking_html(tmp_path / "ranking.parquet", tmp_path / "r.html") == 5
+    assert "<th>matrix</th>" in (tmp_path / "r.html").read_text()
+    assert "<td>0,-1,0,342.524,1,0,0,206.885,0,0,1,-0.125</td>" in (tmp_path / "r.html").read_text()
+    # what `make demo` prints: names and organisms, and where the report is
+    named = [{**r, "name": "PARKIN CO-REGULATED PROTEIN", "organism": "TETRAHYMENA THERMOPHILA "
+              "(STRAIN SB210)", "qvalue": 8.9e-6} for r in rows]
+    write_table(table_from_rows(named, RANKING_SCHEMA), tmp_path / "named.parquet")
+    proc = subprocess.run([sys.executable, "-m", "difffit_screen.workflow_helpers", "print-top",
+                           "--ranking", str(tmp_path / "named.parquet"), "-n", "2", "--report",
+                           "results/report/index.html"], cwd=tmp_path, text=True,
+                          capture_output=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["rank", "candidate", "name", "organism", "score", "qvalue",
+                                "hits"]
+    assert lines[1].split()[:4] == ["1", "c0", "PARKIN", "CO-REGULATED"]
+    assert "TETRAHYMENA THERMOPHILA (STRAIN…" in lines[1] and "8.9e-06" in lines[1]
+    assert lines[3:] == ["(2 of 5 candidates)",
+                         f"report: {tmp_path / 'results' / 'report' / 'index.html'}"]
 
 
 # --- lint, validation, profiles (no jobs run) -------------------------------------------------
@@ -459,6 +484,25 @@ def test_missing_map_names_the_key_in_one_line(tmp_path):
     assert "config key 'map': give exactly one of 'map.path'" in proc.stdout, proc.stdout
 
 
+def test_library_glob_that_matches_nothing_is_refused_at_planning_time(tmp_path):
+    """An empty `library.local` glob stops `init` and the dry run with one line, before any
+    job (no empty shards packed, no fit job failing)."""
+    pattern = f"{tmp_path}/models/*.pdb"
+    init = subprocess.run([sys.executable, "-m", "difffit_screen.cli", "init", "s", "--map",
+                           str(DEMO / "density2.mrc"), "--library", pattern], cwd=tmp_path,
+                          text=True, capture_output=True)
+    assert init.returncode == 2 and not (tmp_path / "s").exists()
+    assert init.stderr.strip().splitlines() == [
+        f"difffit-screen init: error: {pattern}: --library matches no file"]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"map": {"path": str(DEMO / "density2.mrc")},
+                                   "library": {"local": [pattern]}}))
+    proc = run_snakemake(tmp_path, cfg, "-n", check=False)
+    assert proc.returncode != 0
+    assert f"config key 'library.local': {pattern!r} matches no file" in proc.stdout, proc.stdout
+    assert "pack_shard" not in proc.stdout and len(proc.stdout.strip().splitlines()) <= 8
+
+
 @pytest.mark.parametrize(("config", "line"), [
     ({"mapp": {"path": "m.mrc"}}, "config key '(top level)': Additional properties are not "
                                   "allowed ('mapp' was unexpected)"),
@@ -473,17 +517,6 @@ def test_schema_error_is_one_line_without_the_schema(tmp_path, config, line):
     assert line in proc.stdout, proc.stdout
     assert "Failed validating" not in proc.stdout and "'description'" not in proc.stdout
     assert len(proc.stdout.strip().splitlines()) <= 8, proc.stdout
-
-
-def test_conda_env_names_the_source_tree_by_absolute_path(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    path = Path(wh.write_conda_env())
-    assert path == tmp_path / ".snakemake" / "difffit_screen" / "conda_env.yaml"
-    env = yaml.safe_load(path.read_text())
-    assert env["dependencies"][-1] == {"pip": [str(REPO)]}
-    mtime = path.stat().st_mtime_ns
-    wh.write_conda_env()
-    assert path.stat().st_mtime_ns == mtime  # unchanged text: not rewritten
 
 
 @pytest.mark.slow
@@ -534,3 +567,28 @@ def test_init_local_profile_paths_with_spaces_and_the_snakemake_report(tmp_path)
         assert "<td>I7M" in z.read(table).decode()
     assert any(n.endswith("/index.html") and "report/data" in n for n in names), names
     assert any(n.endswith(".cxc") for n in names) and any(n.endswith(".cif") for n in names)
+
+
+def test_retry_guard_skips_a_retry_after_exit_status_2_only(tmp_path):
+    """The guard of the submitted rules: exit 2 is recorded and a later attempt fails at once
+    (without running the command); another failure is retried; attempt 1 starts afresh."""
+    from difffit_screen.retry_guard import marker_path
+
+    log, ran = tmp_path / "job.log", tmp_path / "ran"
+
+    def guard(status: int, attempt: int) -> int:
+        code = (f"open({str(ran)!r}, 'a').write('x'); import sys; "
+                f"print('bad option', file=sys.stderr); sys.exit({status})")
+        with open(log, "w") as out:
+            return subprocess.run(
+                [sys.executable, "-m", "difffit_screen.workflow_helpers", "guard", "--attempt",
+                 str(attempt), "--log", str(log), "--", sys.executable, "-c", code],
+                stdout=out, stderr=subprocess.STDOUT).returncode
+
+    assert guard(2, 1) == 2 and marker_path(log).read_text() == "bad option\n"
+    assert guard(0, 2) == 2 and ran.read_text() == "x"  # not run again
+    assert "not retried (attempt 2)" in log.read_text() and "bad option" in log.read_text()
+    assert guard(0, 1) == 0 and ran.read_text() == "xx"  # a new run: attempt 1 runs
+    assert not marker_path(log).exists()
+    assert guard(1, 1) == 1 and not marker_path(log).exists()  # e.g. out of memory
+    assert guard(0, 2) == 0 and ran.read_text() == "xxxx"  # retried

@@ -36,6 +36,9 @@ MAX_RUN_VALUE = 400
 MAX_NAMED_HITS = 20
 """Hits named in the page's summary line (the rest are counted)."""
 
+TABLES_DIR = "tables"
+"""The report's folder of the results' Parquet tables (linked for download from the page)."""
+
 
 # --- top hits ---------------------------------------------------------------------------------
 
@@ -200,8 +203,8 @@ def ranking_html(results: Results, exports: list[HitExport], report_dir: Path) -
     models = {e.row["candidate"]: (None if e.model_path is None
                                    else rel_path(e.model_path, report_dir), e.colour)
               for e in exports}
-    downloads = [(f"{name} (all rows)", rel_path(path, report_dir))
-                 for name, path in results.files.items() if name.endswith(".parquet")]
+    downloads = [(f"{name} (all rows)", f"{TABLES_DIR}/{name}")  # inside the report folder
+                 for name in results.files if (report_dir / TABLES_DIR / name).is_file()]
     if (report_dir / "ranking.tsv").exists():
         downloads.insert(0, ("ranking.tsv (all rows)", "ranking.tsv"))
     return ranking_section_html(results.ranking, models, FIELD_DOCS, downloads)

@@ -33,8 +33,8 @@ TABLE_COLUMNS = ("rank", "candidate", "name", "organism", "score", "zscore", "qv
                  "mean_density", "pvalue", "gene", "residue_ranges")
 """Columns of the report's ranking table, in order (``name`` links to ``url``)."""
 
-TSV_COLUMNS = (*TABLE_COLUMNS, "taxid", "url", "accession", "parent", "source")
-"""Columns of ``report/ranking.tsv``."""
+TSV_COLUMNS = (*TABLE_COLUMNS, "taxid", "url", "accession", "parent", "source", "matrix")
+"""Columns of ``report/ranking.tsv`` (``matrix``: the pose, 12 comma-separated numbers)."""
 
 SEARCH_COLUMNS = ("candidate", "name", "organism", "gene")
 """Columns the search box looks in (case-insensitive substring)."""
@@ -188,5 +188,7 @@ def _tsv(value) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
+    if isinstance(value, list | tuple):
+        return ",".join(_tsv(v) for v in value)
     return one_line(value)
 

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from ..outputs import write_text
 from .chimerax import CXC_NAME, write_cxc
 from .density import copy_map, load_map_view
 from .export import export_top_hits
-from .page import render_html
+from .page import TABLES_DIR, render_html
 from .ranking_table import write_ranking_tsv
 from .results import find_run_value, read_results
 
-__all__ = ["DEFAULT_TOP", "REPORT_DIR", "write_report"]
+__all__ = ["DEFAULT_TOP", "REPORT_DIR", "TABLES_DIR", "link_tables", "write_report"]
 
 REPORT_DIR = "report"
 """The report's folder inside the results folder."""
@@ -25,7 +26,8 @@ DEFAULT_TOP = 10
 def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | None = None,
                  prepared: str | os.PathLike | None = None, threshold: float | None = None,
                  top: int = DEFAULT_TOP, require_run: bool = False) -> Path:
-    """Write ``RESULTS_DIR/report/`` (index.html, models/, top_hits.cxc, the map copy).
+    """Write ``RESULTS_DIR/report/`` (index.html, models/, top_hits.cxc, the map copy, the
+    Parquet tables in ``tables/``: every link of the page stays inside the folder).
 
     Parameters
     ----------
@@ -66,5 +68,27 @@ def write_report(results_dir: str | os.PathLike, map_path: str | os.PathLike | N
                     float(resolution) if isinstance(resolution, int | float) else None)
     null = fit_null_model(results.ranking)
     write_ranking_tsv(results.ranking, report_dir / "ranking.tsv")
+    link_tables(results.files, report_dir / TABLES_DIR)
     page = render_html(results, null, exports, view, report_dir, top, cxc)
     return write_text(report_dir / "index.html", page)
+
+
+def link_tables(files: dict[str, Path], folder: Path) -> list[Path]:
+    """The results' Parquet tables in the report's ``folder`` (hard links where the file
+    system allows, else copies), so that the page's download links work in ``report.zip`` or
+    a copied report folder; returns the files written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, path in files.items():
+        if not name.endswith(".parquet"):
+            continue
+        target = folder / name
+        tmp = folder / f".{name}.tmp"
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(path, tmp)
+        except OSError:
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+        out.append(target)
+    return out

@@ -24,6 +24,7 @@ rule fit_shard:
         CONDA_ENV
     threads: 2
     resources:
+        attempt=get_attempt,
         gpu=get_fit_gpus,
         mem_mb=get_fit_mem_mb,
         runtime=240,
@@ -32,6 +33,8 @@ rule fit_shard:
         device=get_fit_device,
         options=wh.fit_options(config),
     shell:
-        "mkdir -p {output.models:q} && OMP_NUM_THREADS={threads} difffit-screen fit"
+        "mkdir -p {output.models:q} && OMP_NUM_THREADS={threads}"
+        " python -m difffit_screen.workflow_helpers guard --attempt {resources.attempt}"
+        " --log {log:q} -- difffit-screen fit"
         " --prepared {input.prepared:q} --out {params.outdir:q} --device {params.device}"
         " {params.options} {input.shard:q} > {log:q} 2>&1"

@@ -72,10 +72,13 @@ rule pack_shard:
         f"{LIB}/logs/pack_shard/{{scatteritem}}.log",
     conda:
         CONDA_ENV
+    resources:
+        attempt=get_attempt,
     params:
         options=wh.pack_options(config),
     shell:
         "(python -m difffit_screen.workflow_helpers bucket-manifest"
         " --manifest {input.manifest:q} --bucket {input.bucket:q} --out {output.manifest:q}"
-        " && difffit-screen pack --manifest {output.manifest:q} --failures {output.failures:q}"
-        " --out {output.shard:q} {params.options}) > {log:q} 2>&1"
+        " && python -m difffit_screen.workflow_helpers guard --attempt {resources.attempt}"
+        " --log {log:q} -- difffit-screen pack --manifest {output.manifest:q}"
+        " --failures {output.failures:q} --out {output.shard:q} {params.options}) > {log:q} 2>&1"

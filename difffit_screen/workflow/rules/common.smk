@@ -7,9 +7,8 @@ from difffit_screen import workflow_helpers as wh
 
 wh.check_config(config)
 
-# the rules' conda env (only used with --sdm conda): pip-installs this package from the
-# absolute path of its source tree, so it works from any working folder
-CONDA_ENV = wh.write_conda_env()
+# the rules' conda env (only used with --sdm conda), relative to the rule files
+CONDA_ENV = "../envs/difffit_screen.yaml"
 
 LIB = wh.library_dir(config)
 CACHE = config["library"]["cache"]
@@ -27,7 +26,9 @@ wildcard_constraints:
 
 
 def get_final_output():
-    """The files of a finished screen."""
+    """The files of a finished screen (none without a library: compositing alone)."""
+    if not wh.has_library(config):
+        return []
     out = [
         "results/ranking.parquet",
         "results/fits.parquet",
@@ -65,6 +66,12 @@ def get_meta_option(wildcards, input):
 def get_shard_dirs(wildcards, input):
     """The shard folders that `difffit-screen aggregate` reads (a list: quoted one by one)."""
     return wh.shard_dirs(input.fits)
+
+
+def get_attempt(wildcards, attempt):
+    """The job's attempt (1 first), for the retry guard that the submitted rules' commands run
+    through (difffit_screen.retry_guard): a retry after exit status 2 fails at once."""
+    return attempt
 
 
 def get_fit_mem_mb(wildcards, attempt):

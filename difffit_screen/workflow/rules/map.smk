@@ -32,9 +32,13 @@ rule prepare_map:
         "logs/prepare_map.log",
     conda:
         CONDA_ENV
+    resources:
+        attempt=get_attempt,
     params:
         meta=get_meta_option,
         options=wh.map_options(config),
     shell:
-        "difffit-screen prepare-map --map {input.map:q} {params.meta} {params.options}"
+        "python -m difffit_screen.workflow_helpers guard --attempt {resources.attempt}"
+        " --log {log:q} -- difffit-screen prepare-map --map {input.map:q} {params.meta}"
+        " {params.options}"
         " --out {output.prepared:q} > {log:q} 2>&1"

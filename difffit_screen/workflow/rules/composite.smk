@@ -25,6 +25,7 @@ rule composite:
         CONDA_ENV
     threads: 2
     resources:
+        attempt=get_attempt,
         gpu=get_fit_gpus,
         mem_mb=get_fit_mem_mb,
         runtime=240,
@@ -34,6 +35,8 @@ rule composite:
         device=get_fit_device,
         options=wh.composite_options(config),
     shell:
-        "OMP_NUM_THREADS={threads} difffit-screen composite --map {input.map:q}"
+        "OMP_NUM_THREADS={threads} python -m difffit_screen.workflow_helpers guard"
+        " --attempt {resources.attempt} --log {log:q} -- difffit-screen composite"
+        " --map {input.map:q}"
         " --out {params.outdir:q} {input.subunits:q} {params.meta} --device {params.device}"
         " {params.options} > {log:q} 2>&1"
