@@ -349,7 +349,8 @@ def read_run_record(folder: str | os.PathLike, what: str = "run") -> dict:
                          f"{what} (cut short?)") from None
     if not isinstance(record, dict) or record.get("complete") is not True:
         raise InputError(f"{path}: not marked complete (\"complete\": true), so not a "
-                         f"finished {what}")
+                         f"finished {what} (a run of difffit_screen < 0.2 did not mark it: "
+                         f"re-run it)")
     return record
 
 
