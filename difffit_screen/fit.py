@@ -83,7 +83,7 @@ from .outputs import (
 )
 from .params import FitParams
 from .placements import sample_positions, sample_rotations
-from .progress import count_candidates, make_reporter
+from .progress import make_reporter
 from .scores import FootprintCorrelation, score_atoms
 from .significance import add_significance, read_null_summary
 from .store import predicted_from_source
@@ -197,6 +197,32 @@ def iter_candidates(inputs: Iterable[str], params: FitParams) -> Iterator[tuple[
                                                f"({type(exc).__name__}: {exc})")
                 continue
             yield name, str(f), atoms
+
+
+def count_candidates(inputs: Iterable[str]) -> int | None:
+    """Candidates that ``inputs`` (files, folders, globs, library shards) will yield, or None.
+
+    Shards are counted from their Parquet metadata (one row per candidate), folders and globs
+    by their structure files; cheap, so that the progress lines can show a total and an ETA.
+    """
+    total = 0
+    try:
+        for item in inputs:
+            p = Path(item)
+            if p.suffix == ".parquet":
+                import pyarrow.parquet as pq
+
+                total += pq.read_metadata(p).num_rows if p.is_file() else 1
+            elif p.is_dir():
+                total += max(1, sum(1 for f in p.iterdir() if f.is_file()
+                                    and is_structure_file(f)))
+            elif p.exists():
+                total += 1
+            else:
+                total += max(1, sum(1 for m in glob.glob(item) if is_structure_file(m)))
+    except Exception:  # a count is a nicety: never fail the run for it
+        return None
+    return total
 
 
 def prepare_candidate(atoms: Atoms, prep: PreparedMap, params: FitParams) -> _Prepared:

@@ -20,12 +20,11 @@ then the ETA is ``?``. :func:`announce_compilation` says so before numba compile
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
@@ -184,34 +183,6 @@ class ProgressReporter:
         for handler, flt in self._filters:
             handler.removeFilter(flt)
         self._filters.clear()
-
-
-def count_candidates(inputs: Iterable[str]) -> int | None:
-    """Candidates that ``inputs`` (files, folders, globs, library shards) will yield, or None.
-
-    Shards are counted from their Parquet metadata (one row per candidate), folders and globs
-    by their structure files; cheap, so that the progress lines can show a total and an ETA.
-    """
-    from .structures import is_structure_file
-
-    total = 0
-    try:
-        for item in inputs:
-            p = Path(item)
-            if p.suffix == ".parquet":
-                import pyarrow.parquet as pq
-
-                total += pq.read_metadata(p).num_rows if p.is_file() else 1
-            elif p.is_dir():
-                total += max(1, sum(1 for f in p.iterdir() if f.is_file()
-                                    and is_structure_file(f)))
-            elif p.exists():
-                total += 1
-            else:
-                total += max(1, sum(1 for m in glob.glob(item) if is_structure_file(m)))
-    except Exception:  # a count is a nicety: never fail the run for it
-        return None
-    return total
 
 
 def make_reporter(progress: bool | None, total: int | None, device: str,

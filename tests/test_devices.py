@@ -14,7 +14,8 @@ import torch
 from conftest import DEVICES
 
 from difffit_screen import devices
-from difffit_screen.progress import ProgressReporter, count_candidates
+from difffit_screen.fit import count_candidates
+from difffit_screen.progress import ProgressReporter
 
 DEMO = Path(__file__).parent / "data" / "demo_library"
 HAS_CUDA = torch.cuda.is_available()
