@@ -696,8 +696,7 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: V
     groups: dict[int, list[int]] = {}
     for i, (cand, _) in enumerate(todo):
         groups.setdefault(room_factor(cand, footprint_rg, params), []).append(i)
-    extra: list = [None] * len(todo)
-    costs: list[tuple[float, float]] = [(0.0, 0.0)] * len(todo)  # (samples, seconds)
+    more: dict[int, tuple] = {}  # todo index: (extra poses, its share of the search seconds)
     for factor, members in sorted(groups.items()):
         cands = [todo[i][0] for i in members]
         starts_pos = positions_for(factor)
@@ -713,13 +712,13 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: V
         n_samples = sum(per * len(c.search) for c in cands) * params.iterations
         outcome.search_samples += n_samples
         outcome.search_seconds += t_search
-        for i, res in zip(members, results, strict=True):
-            extra[i] = res
-            share = per * len(todo[i][0].search) * params.iterations / max(n_samples, 1)
-            costs[i] = (share, share * t_search)
-    items = [(cand, tuple(np.concatenate([a, b]) for a, b in zip(first, more, strict=True)))
-             for (cand, first), more in zip(todo, extra, strict=True) if more is not None]
-    done = [i for i in range(len(todo)) if extra[i] is not None]
+        for i, c, res in zip(members, cands, results, strict=True):
+            more[i] = (res, per * len(c.search) * params.iterations / max(n_samples, 1)
+                       * t_search)
+    done = sorted(more)  # the candidates' order, whatever the groups
+    items = [(todo[i][0], tuple(np.concatenate([a, b])
+                                for a, b in zip(todo[i][1], more[i][0], strict=True)))
+             for i in done]
     scored = map_rows(items, params.refine_top * (1 + params.deepen_factor))
     for i, (cand, poses), (rows, seconds) in zip(done, items, scored, strict=True):
         name = cand.atoms.name
@@ -732,7 +731,7 @@ def _deepen(todo: list[tuple[_Prepared, tuple]], outcome: FitOutcome, sampler: V
         log.info("%s: deeper search (%d starts): best score %.3f -> %.3f, hits %d -> %d", name,
                  len(poses[0]), old[0]["score"], rows[0]["score"], old[0]["hits"],
                  rows[0]["hits"])
-        outcome.seconds[name] = outcome.seconds.get(name, 0.0) + costs[i][1] + seconds
+        outcome.seconds[name] = outcome.seconds.get(name, 0.0) + more[i][1] + seconds
 
 
 # --- output --------------------------------------------------------------------------------

@@ -131,14 +131,14 @@ def safe_name(name: str, max_bytes: int = MAX_NAME_BYTES) -> str:
     return f"{(clean or 'candidate')[: max_bytes - 9]}_{digest}"
 
 
-def one_line(text) -> str:
+def escape_line(text) -> str:
     """``str(text)`` kept on one line and in one TSV field: backslashes doubled and every
     character that is not printable (newlines and other line breaks, tabs, control characters)
     written as its ``\\x..`` / ``\\u....`` escape. Distinct texts stay distinct.
 
     Examples
     --------
-    >>> one_line("a\\nb\\tc")
+    >>> escape_line("a\\nb\\tc")
     'a\\\\x0ab\\\\x09c'
     """
     def escape(ch: str) -> str:

@@ -25,7 +25,7 @@ Incremental screens
 -------------------
 A bucket key file lists ``candidate<TAB>sha256`` of its candidates, sorted, and nothing else (a
 candidate id with a line break, a tab or a backslash is written escaped,
-:func:`~difffit_screen.outputs.one_line`, here and in the assignment file, so that every
+:func:`~difffit_screen.outputs.escape_line`, here and in the assignment file, so that every
 candidate keeps its one line). It
 is rewritten byte for byte identical as long as its candidates are unchanged, and Snakemake, after
 the ``split_library`` checkpoint has run, compares the checksum of each key file with the one it
@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .outputs import atomic_write, one_line, write_text
+from .outputs import atomic_write, escape_line, write_text
 from .params import FitParams, MapParams, Option, composite_command_options, field_options
 
 URL_KEYS = ("afdb_api", "afdb_files", "afdb_bulk", "uniprot_api", "rcsb_files", "emdb_api",
@@ -410,7 +410,7 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
 
     ``key`` identifies a candidate's content (its id, and its sha256 when the manifest has one);
     ``candidate`` is the id as written in the key and assignment files (one line, see
-    :func:`~difffit_screen.outputs.one_line`);
+    :func:`~difffit_screen.outputs.escape_line`);
     ``weight`` is its atom count when known, else the file size (times :data:`GZIP_RATIO` for a
     ``.gz`` file, as the size of a structure file is about proportional to its atoms), else 1;
     it is used for balancing.
@@ -427,7 +427,7 @@ def manifest_keys(manifest: str | os.PathLike) -> list[dict[str, Any]]:
     path_col = _pick(cols, PATH_COLUMNS)
     rows = []
     for r in table.to_pylist():
-        cand = one_line(r[id_col])
+        cand = escape_line(r[id_col])
         sha = str(r[sha_col]) if sha_col and r.get(sha_col) else ""
         weight = r.get(weight_col) if weight_col else None
         path = str(r[path_col]) if path_col and r.get(path_col) else ""
@@ -564,13 +564,13 @@ def format_value(v: Any) -> str:
 def write_top_hits(ranking: str | os.PathLike, out: str | os.PathLike, n: int = 25) -> int:
     """Write the first ``n`` ranks as TSV (for Snakemake's HTML report); returns rows written.
 
-    A cell keeps to its field and line (:func:`~difffit_screen.outputs.one_line`)."""
+    A cell keeps to its field and line (:func:`~difffit_screen.outputs.escape_line`)."""
     cols, rows, _ = read_top_ranks(ranking, n)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w") as fh:
         fh.write("\t".join(cols) + "\n")
         for r in rows:
-            fh.write("\t".join(one_line(format_value(r[c])) for c in cols) + "\n")
+            fh.write("\t".join(escape_line(format_value(r[c])) for c in cols) + "\n")
     return len(rows)
 
 

@@ -35,7 +35,7 @@ from difffit_screen.library import (
     resolve_urls,
 )
 from difffit_screen.library.local import local_rows
-from difffit_screen.outputs import one_line
+from difffit_screen.outputs import escape_line
 from difffit_screen.tables import FAILURES_SCHEMA, read_table, table_from_rows, write_table
 
 DEMO = Path(__file__).resolve().parent / "data" / "demo_library"
@@ -240,14 +240,14 @@ def test_fit_and_report_with_hostile_names(tmp_path, monkeypatch):
                              flags=re.M)
     assert (out / "report" / map_copy).read_bytes() == MAP.read_bytes()
     for name in expected:
-        assert f" {one_line(name)}: model #" in text  # named in its comment
+        assert f" {escape_line(name)}: model #" in text  # named in its comment
     page = check_report_page(out / "report" / "index.html", expected, len(expected))
     assert {urlsplit(h).scheme for h in page.hrefs} <= {"", "http", "https"}
     # ranking.tsv: one line per candidate, names escaped onto it
     tsv = (out / "report" / "ranking.tsv").read_text().splitlines()
     assert len(tsv) == len(expected) + 1
     column = tsv[0].split("\t").index("candidate")
-    assert {ln.split("\t")[column] for ln in tsv[1:]} == {one_line(n) for n in expected}
+    assert {ln.split("\t")[column] for ln in tsv[1:]} == {escape_line(n) for n in expected}
 
 
 # --- fetch: hostile JSON from the fixture server -----------------------------------------------

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from ..outputs import one_line, write_text
+from ..outputs import escape_line, write_text
 from .export import HitExport
 
 __all__ = ["CXC_NAME", "cxc_comment", "cxc_path", "cxc_quote", "hit_lines", "map_lines",
@@ -57,9 +57,9 @@ def cxc_quote(text: str) -> str:
 
 
 def cxc_comment(text: str) -> str:
-    """``text`` for a ``#`` comment, kept on its line (:func:`~difffit_screen.outputs.one_line`:
+    """``text`` for a ``#`` comment, kept on its line (:func:`~difffit_screen.outputs.escape_line`:
     line breaks and control characters escaped)."""
-    return one_line(text)
+    return escape_line(text)
 
 
 def write_cxc(path: Path, exports: list[HitExport], map_file: Path | None,

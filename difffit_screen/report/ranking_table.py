@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ..outputs import atomic_write, one_line
+from ..outputs import atomic_write, escape_line
 from .html import esc, web_url
 from .results import Q_HIT
 
@@ -190,5 +190,5 @@ def _tsv(value) -> str:
         return f"{value:.6g}"
     if isinstance(value, list | tuple):
         return ",".join(_tsv(v) for v in value)
-    return one_line(value)
+    return escape_line(value)
 
